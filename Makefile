@@ -1,0 +1,34 @@
+# Two commands set everything up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CONFIG ?= config/monitor.yaml
+STAMP := $(VENV)/.installed
+
+.PHONY: run once test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)  ## create the virtualenv, install, run the daemon on the default config
+	$(VENV)/bin/monitor run --config $(CONFIG)
+
+once: $(STAMP)  ## poll every source once, deliver, exit
+	$(VENV)/bin/monitor run --once --config $(CONFIG)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check monitor tests bench
+	$(VENV)/bin/ruff format --check monitor tests bench
+	$(VENV)/bin/mypy monitor
+
+bench: $(STAMP)
+	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .hypothesis .mypy_cache .ruff_cache

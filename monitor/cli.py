@@ -1,0 +1,287 @@
+"""The command line (contract 3). Exit codes: 0 ok, 2 bad config or arguments, 1 anything else."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import NoReturn
+
+from rich.console import Console
+from rich.table import Table
+
+from monitor import __version__
+from monitor.config import Config, config_path, load_config
+from monitor.daemon import Daemon
+from monitor.domain import Article, Match, Rule, utcnow
+from monitor.errors import ConfigError, MonitorError, QueryError, SourceError
+from monitor.match import Matcher
+from monitor.pipeline import Pipeline, build_sinks
+from monitor.query import parse_query
+from monitor.sources.folder import iter_paths, read_file
+from monitor.store import Store
+from monitor.units import format_duration, parse_duration
+
+log = logging.getLogger("monitor.cli")
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per migration is noise
+    try:
+        return int(args.func(args))
+    except ConfigError as e:
+        for problem in e.problems:
+            print(problem, file=sys.stderr)
+        print(f"{len(e.problems)} config error(s); nothing was started", file=sys.stderr)
+        return EXIT_USAGE
+    except MonitorError as e:
+        print(f"monitor: {e}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="monitor", description="News-monitoring daemon.")
+    parser.add_argument("--version", action="version", version=f"monitor {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", help="config file (default: $MONITOR_CONFIG or config/monitor.yaml)"
+    )
+    common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", parents=[common], help="run the daemon")
+    run.add_argument("--once", action="store_true", help="poll every source once, deliver, exit")
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check", parents=[common], help="validate config and watchlists")
+    check.set_defaults(func=cmd_check)
+
+    test = sub.add_parser("test-rule", parents=[common], help="match files without storing")
+    which = test.add_mutually_exclusive_group(required=True)
+    which.add_argument("--rule", help="a rule id from the watchlists")
+    which.add_argument("--query", help="a query to try (reported as rule id 'query')")
+    which.add_argument("--all", action="store_true", help="every enabled rule")
+    test.add_argument("--json", action="store_true", help="JSON Lines, one article per line")
+    test.add_argument("paths", nargs="+", metavar="PATH", help="files or folders")
+    test.set_defaults(func=cmd_test_rule)
+
+    hits = sub.add_parser("hits", parents=[common], help="list stored hits")
+    hits.add_argument("--rule", help="only this rule")
+    hits.add_argument("--since", default="7d", help="how far back (default 7d)")
+    hits.add_argument("--json", action="store_true", help="JSON Lines")
+    hits.set_defaults(func=cmd_hits)
+
+    sources = sub.add_parser("sources", parents=[common], help="each source's state")
+    sources.add_argument("--json", action="store_true", help="JSON Lines")
+    sources.set_defaults(func=cmd_sources)
+    return parser
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return load_config(config_path(args.config))
+
+
+# --- run and check ---------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _load(args)  # a bad config stops here, before the database is touched
+    store = Store(config.database_url, lock=True)
+    try:
+        pipeline = Pipeline(config, store, build_sinks(config))
+        if args.once:
+            pipeline.poll_all()
+            pipeline.deliver_due()
+            return EXIT_OK
+        daemon = Daemon(pipeline)
+        daemon.install_signal_handlers()
+        daemon.run()
+        return EXIT_OK
+    finally:
+        store.close()
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = _load(args)
+    enabled = sum(rule.enabled for rule in config.rules)
+    print(
+        f"{config.path}: OK — {len(config.feeds)} feeds, {len(config.folders)} folders, "
+        f"{len(config.sinks)} sinks, {len(config.entities)} entities, "
+        f"{len(config.rules)} rules ({enabled} enabled)"
+    )
+    return EXIT_OK
+
+
+# --- test-rule -----------------------------------------------------------------
+
+
+def cmd_test_rule(args: argparse.Namespace) -> int:
+    config = _load(args)
+    rules, queries = _rules_to_test(args, config)
+    matcher = Matcher(rules, queries)
+    console = Console(highlight=False)
+    total = 0
+    for path in iter_paths([Path(p) for p in args.paths], _patterns(config)):
+        for article in _read_for_test(path, config):
+            hits = matcher.match(article)
+            total += len(hits)
+            if args.json:
+                print(json.dumps(_test_line(path, article, hits), ensure_ascii=False))
+            elif hits:
+                console.print(f"[bold]{article.title}[/bold]  [dim]{path}[/dim]", markup=True)
+                for hit in hits:
+                    words = ", ".join(sorted({m.text for m in hit.matches}))
+                    console.print(f"  {hit.rule.id}: {words}", markup=False)
+    if not args.json:
+        print(f"{total} hit(s)")
+    return EXIT_OK
+
+
+def _rules_to_test(args: argparse.Namespace, config: Config) -> tuple[list[Rule], dict]:
+    if args.query is not None:
+        try:
+            query = parse_query(args.query, config.entities)
+        except QueryError as e:
+            _usage(f"--query: {e}")
+        rule = Rule(id="query", title="query", query=args.query, notify=())
+        return [rule], {"query": query}
+    if args.rule is not None:
+        rules = [r for r in config.rules if r.id == args.rule]
+        if not rules:
+            _usage(f"--rule: no rule {args.rule!r} in the watchlists")
+        return [r.__class__(**{**r.__dict__, "enabled": True}) for r in rules], config.queries
+    return [r for r in config.rules if r.enabled], config.queries
+
+
+def _usage(message: str) -> NoReturn:
+    print(f"monitor: {message}", file=sys.stderr)
+    raise SystemExit(EXIT_USAGE)
+
+
+def _patterns(config: Config) -> tuple[str, ...]:
+    patterns: list[str] = []
+    for folder in config.folders:
+        patterns += [p for p in folder.patterns if p not in patterns]
+    return tuple(patterns) or ("*.txt", "*.md", "*.html", "*.json")
+
+
+def _read_for_test(path: Path, config: Config) -> list[Article]:
+    """Read a file as the folder source would; it counts as that folder's source."""
+    source = path.parent.name
+    for folder in config.folders:
+        if path.resolve().is_relative_to(folder.path.resolve()):
+            source = folder.name
+    try:
+        return read_file(path, source=source, fetched_at=utcnow(), max_bytes=5 << 20)
+    except SourceError as e:
+        log.warning("file skipped path=%r reason=%s", str(path), e.reason)
+        return []
+
+
+def _test_line(path: Path, article: Article, hits: list) -> dict:
+    return {
+        "path": str(path),
+        "title": article.title,
+        "hits": [{"rule": hit.rule.id, "matches": _matches(hit.matches)} for hit in hits],
+    }
+
+
+def _matches(matches: Sequence[Match]) -> list[dict]:
+    return [{"start": m.start, "end": m.end, "text": m.text} for m in matches]
+
+
+# --- hits and sources ----------------------------------------------------------------
+
+
+def cmd_hits(args: argparse.Namespace) -> int:
+    config = _load(args)
+    try:
+        since = utcnow() - parse_duration(args.since)
+    except ValueError as e:
+        _usage(f"--since: {e}")
+    store = Store(config.database_url)
+    try:
+        hits = store.hits(since=since, rule=args.rule)
+    finally:
+        store.close()
+    if args.json:
+        for hit in hits:
+            line = {
+                "rule": hit.rule_id,
+                "article": {"id": hit.article_id, "title": hit.title, "url": hit.url,
+                            "source": hit.source},
+                "matches": _matches(hit.matches),
+                "time": hit.created_at.isoformat(),
+            }  # fmt: skip
+            print(json.dumps(line, ensure_ascii=False))
+        return EXIT_OK
+    table = Table(title=f"Hits since {args.since}", show_lines=False)
+    for column in ("time", "rule", "source", "article", "matched"):
+        table.add_column(column, overflow="fold")
+    for hit in hits:
+        words = ", ".join(sorted({m.text for m in hit.matches}))
+        table.add_row(_when(hit.created_at), hit.rule_id, hit.source, hit.title, words)
+    Console(highlight=False).print(table)
+    return EXIT_OK
+
+
+def cmd_sources(args: argparse.Namespace) -> int:
+    config = _load(args)
+    store = Store(config.database_url)
+    try:
+        rows = store.sources()
+    finally:
+        store.close()
+    configured = set(config.source_names)
+    rows = [r for r in rows if r.name in configured]
+    if args.json:
+        for r in rows:
+            print(json.dumps({
+                "name": r.name, "kind": r.kind, "status": r.status, "last_poll": _iso(r.last_poll_at),
+                "last_success": _iso(r.last_success_at), "last_error": r.last_error,
+                "items_seen": r.items_seen, "next_poll": _iso(r.next_poll_at),
+            }))  # fmt: skip
+        return EXIT_OK
+    table = Table(title="Sources")
+    for column in ("source", "kind", "status", "last poll", "last success", "last error",
+                   "items", "next poll"):  # fmt: skip
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        table.add_row(
+            r.name, r.kind, r.status, _when(r.last_poll_at), _when(r.last_success_at),
+            r.last_error if r.consecutive_errors else "", str(r.items_seen), _when(r.next_poll_at),
+        )  # fmt: skip
+    Console(highlight=False).print(table)
+    return EXIT_OK
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _when(value: datetime | None) -> str:
+    """A time and how far it is from now, e.g. ``2026-11-28 09:00 (3m ago)``."""
+    if value is None:
+        return "—"
+    delta = value - utcnow()
+    relative = (
+        f"in {format_duration(delta)}"
+        if delta.total_seconds() > 0
+        else (f"{format_duration(-delta)} ago")
+    )
+    return f"{value:%Y-%m-%d %H:%M:%S} ({relative})"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

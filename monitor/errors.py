@@ -1,0 +1,72 @@
+"""The exception tree. Every error we raise derives from ``MonitorError``.
+
+    MonitorError
+    ├── ConfigError        bad config or watchlist; carries every problem found
+    ├── QueryError         a query that does not parse; carries the column
+    ├── SourceError        one source could not be read (the loop goes on)
+    ├── StorageError       the database refused or is held by another process
+    └── DeliveryError      one sink could not take one alert
+
+Foreign errors are translated once, where they enter (``raise ... from e``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class MonitorError(Exception):
+    """Root of every error monitor raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One config problem: the file, the place inside it, and what is wrong."""
+
+    file: str
+    place: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}: {self.place}" if self.place else self.file
+        return f"{where}: {self.message}"
+
+
+class ConfigError(MonitorError):
+    """The config (or a watchlist) is invalid; ``problems`` lists every error."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class QueryError(MonitorError):
+    """A query does not parse. ``column`` is 1-based."""
+
+    def __init__(self, column: int, message: str):
+        self.column = column
+        self.message = message
+        super().__init__(f"column {column}: {message}")
+
+
+class SourceError(MonitorError):
+    """One source (or one item of it) could not be read; ``reason`` is a stable key."""
+
+    def __init__(self, source: str, reason: str, detail: str = ""):
+        self.source = source
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{source}: {reason}" + (f": {detail}" if detail else ""))
+
+
+class StorageError(MonitorError):
+    """The database cannot be used (locked by another process, bad URL...)."""
+
+
+class DeliveryError(MonitorError):
+    """One sink could not take one alert. ``retryable`` says whether to try again."""
+
+    def __init__(self, sink: str, message: str, *, retryable: bool = True):
+        self.sink = sink
+        self.retryable = retryable
+        super().__init__(f"{sink}: {message}")

@@ -1,0 +1,342 @@
+"""Every read and write the flow makes, each in its own short transaction.
+
+A poll's articles, hits and deliveries are written in ONE transaction with
+the source's new state (G7): a crash leaves either all of it or none of it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine, func
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col, select
+
+from monitor.domain import Alert, Article, Hit, Match, PollOutcome, delivery_id, snippet_around
+from monitor.store.database import ProcessLock, create_db_engine, migrate, sqlite_path
+from monitor.store.tables import (
+    ArticleRow,
+    DeliveryAttemptRow,
+    DeliveryRow,
+    HitRow,
+    SeenItemRow,
+    SourceRow,
+    StoryRow,
+)
+
+
+@dataclass(frozen=True)
+class StoredHit:
+    """A hit as `monitor hits` shows it."""
+
+    rule_id: str
+    article_id: int
+    title: str
+    source: str
+    url: str | None
+    matches: tuple[Match, ...]
+    snippet: str
+    created_at: datetime
+
+
+class Store:
+    """The database behind the flow. ``lock=True`` takes the one-daemon SQLite lock."""
+
+    def __init__(self, url: str, *, lock: bool = False):
+        self.url = url
+        path = sqlite_path(url)
+        self._lock = ProcessLock(path) if (lock and path is not None) else None
+        if self._lock:
+            self._lock.acquire()
+        self.engine: Engine = create_db_engine(url)
+        self._writer = self.engine.execution_options(immediate=True)
+        migrate(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+        if self._lock:
+            self._lock.release()
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            yield session
+
+    @contextmanager
+    def writing(self) -> Iterator[Session]:
+        """A write transaction (BEGIN IMMEDIATE on SQLite), committed on success."""
+        with Session(self._writer, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    # --- sources ------------------------------------------------------------------
+
+    def sync_sources(self, sources: Iterable[tuple[str, str, str]], now: datetime) -> None:
+        """Make sure every configured (name, kind, locator) has a row; new ones are due now."""
+        with self.writing() as s:
+            rows = {r.name: r for r in s.exec(select(SourceRow))}
+            for name, kind, locator in sources:
+                row = rows.get(name)
+                if row is None:
+                    s.add(SourceRow(name=name, kind=kind, locator=locator, next_poll_at=now))
+                elif (row.kind, row.locator) != (kind, locator):
+                    row.kind, row.locator = kind, locator
+                    row.next_poll_at = now  # a changed URL or path is polled at once
+                    s.add(row)
+
+    def due_sources(self, now: datetime, names: Iterable[str]) -> list[SourceRow]:
+        """Configured sources whose next poll time has come, the most overdue first."""
+        with self.reading() as s:
+            query = (
+                select(SourceRow)
+                .where(col(SourceRow.name).in_(list(names)))
+                .where((col(SourceRow.next_poll_at) <= now) | col(SourceRow.next_poll_at).is_(None))
+                .order_by(col(SourceRow.next_poll_at))
+            )
+            return list(s.exec(query))
+
+    def sources(self) -> list[SourceRow]:
+        with self.reading() as s:
+            return list(s.exec(select(SourceRow).order_by(col(SourceRow.name))))
+
+    def known_keys(self, source: str, keys: Iterable[str]) -> set[str]:
+        """Which of ``keys`` this source has stored before (one query per poll)."""
+        keys = list(set(keys))
+        found: set[str] = set()
+        with self.reading() as s:
+            for i in range(0, len(keys), 500):  # stay under SQLite's bound-parameter limit
+                query = (
+                    select(SeenItemRow.item_key)
+                    .join(SourceRow, col(SourceRow.id) == col(SeenItemRow.source_id))
+                    .where(SourceRow.name == source)
+                    .where(col(SeenItemRow.item_key).in_(keys[i : i + 500]))
+                )
+                found.update(s.exec(query))
+        return found
+
+    # --- the poll transaction -------------------------------------------------------
+
+    def save_poll(
+        self, outcome: PollOutcome, now: datetime, sinks_for: Callable[[Hit], Iterable[str]]
+    ) -> list[int]:
+        """Store a poll's new articles, their hits and deliveries, and the source's state.
+
+        Items already seen (another poll got there first) are skipped. Returns the
+        ids of the articles stored.
+        """
+        stored: list[int] = []
+        with self.writing() as s:
+            source = s.exec(select(SourceRow).where(SourceRow.name == outcome.source)).one()
+            assert source.id is not None
+            for article, hits in outcome.articles:
+                if not _claim_item(s, source.id, article.item_key, now):
+                    continue
+                stored.append(_insert_article(s, source.id, article, hits, now, sinks_for))
+            _update_source(source, outcome, now, len(stored))
+            s.add(source)
+        return stored
+
+    # --- deliveries ---------------------------------------------------------------
+
+    def due_alerts(self, now: datetime, limit: int = 100) -> list[Alert]:
+        """Pending deliveries whose time has come, oldest first, ready to render."""
+        with self.reading() as s:
+            query = (
+                select(DeliveryRow, HitRow, ArticleRow, SourceRow, StoryRow)
+                .join(HitRow, col(HitRow.id) == col(DeliveryRow.hit_id))
+                .join(ArticleRow, col(ArticleRow.id) == col(HitRow.article_id))
+                .join(SourceRow, col(SourceRow.id) == col(ArticleRow.source_id))
+                .outerjoin(StoryRow, col(StoryRow.id) == col(HitRow.story_id))
+                .where(DeliveryRow.status == "pending")
+                .where(col(DeliveryRow.next_attempt_at) <= now)
+                .order_by(col(DeliveryRow.next_attempt_at), col(DeliveryRow.created_at))
+                .limit(limit)
+            )
+            return [_alert(*row) for row in s.exec(query)]
+
+    def record_attempt(
+        self,
+        alert: Alert,
+        now: datetime,
+        *,
+        status: str,
+        next_attempt_at: datetime | None = None,
+        status_code: int | None = None,
+        error: str | None = None,
+        duration_ms: float | None = None,
+    ) -> None:
+        """Record one send: ``status`` is delivered, pending (retry later) or failed."""
+        with self.writing() as s:
+            row = s.get(DeliveryRow, alert.delivery_id)
+            if row is None:
+                return
+            row.status = status
+            row.attempts += 1
+            row.last_attempt_at = now
+            row.last_status = status_code
+            row.last_error = error
+            row.next_attempt_at = next_attempt_at
+            if status == "delivered":
+                row.delivered_at = now
+            s.add(row)
+            s.add(
+                DeliveryAttemptRow(
+                    delivery_id=row.id,
+                    attempted_at=now,
+                    status_code=status_code,
+                    error=error,
+                    duration_ms=duration_ms,
+                )
+            )
+
+    def delivery_counts(self) -> dict[tuple[str, str], int]:
+        """(sink, status) -> number of deliveries."""
+        with self.reading() as s:
+            query = select(DeliveryRow.sink, DeliveryRow.status, func.count()).group_by(
+                col(DeliveryRow.sink), col(DeliveryRow.status)
+            )
+            return {(sink, status): n for sink, status, n in s.exec(query)}
+
+    # --- hits -------------------------------------------------------------------
+
+    def hits(self, since: datetime | None = None, rule: str | None = None) -> list[StoredHit]:
+        with self.reading() as s:
+            query = (
+                select(HitRow, ArticleRow, SourceRow)
+                .join(ArticleRow, col(ArticleRow.id) == col(HitRow.article_id))
+                .join(SourceRow, col(SourceRow.id) == col(ArticleRow.source_id))
+                .order_by(col(HitRow.created_at), col(HitRow.id))
+            )
+            if since is not None:
+                query = query.where(col(HitRow.created_at) >= since)
+            if rule is not None:
+                query = query.where(HitRow.rule_id == rule)
+            return [
+                StoredHit(
+                    rule_id=hit.rule_id,
+                    article_id=article.id or 0,
+                    title=article.title,
+                    source=source.name,
+                    url=article.url,
+                    matches=_matches(hit.matches),
+                    snippet=hit.snippet,
+                    created_at=hit.created_at,
+                )
+                for hit, article, source in s.exec(query)
+            ]
+
+
+def _claim_item(s: Session, source_id: int, item_key: str, now: datetime) -> bool:
+    """Insert the item's tombstone; False if this source stored the key before."""
+    insert = postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = (
+        insert(SeenItemRow)
+        .values(source_id=source_id, item_key=item_key, first_seen_at=now)
+        .on_conflict_do_nothing(index_elements=["source_id", "item_key"])
+    )
+    return bool(s.connection().execute(statement).rowcount)
+
+
+def _insert_article(
+    s: Session,
+    source_id: int,
+    article: Article,
+    hits: tuple[Hit, ...],
+    now: datetime,
+    sinks_for: Callable[[Hit], Iterable[str]],
+) -> int:
+    story = StoryRow(created_at=now, article_count=1)
+    s.add(story)
+    s.flush()
+    row = ArticleRow(
+        source_id=source_id,
+        item_key=article.item_key,
+        title=article.title,
+        body=article.body,
+        url=article.url,
+        path=article.path,
+        published_at=article.published_at,
+        fetched_at=article.fetched_at,
+        content_hash=article.content_hash,
+        story_id=story.id,
+    )
+    s.add(row)
+    s.flush()
+    assert row.id is not None
+    text = article.text
+    for hit in hits:
+        first = hit.matches[0] if hit.matches else Match(0, 0, "")
+        lo, hi = snippet_around(text, first.start, first.end)
+        hit_row = HitRow(
+            rule_id=hit.rule.id,
+            article_id=row.id,
+            story_id=story.id,
+            matches=json.dumps([m.__dict__ for m in hit.matches]),
+            snippet=text[lo:hi],
+            created_at=now,
+        )
+        s.add(hit_row)
+        s.flush()
+        assert hit_row.id is not None
+        for sink in sinks_for(hit):
+            s.add(
+                DeliveryRow(
+                    id=delivery_id(hit.rule.id, article.source, article.item_key, sink),
+                    hit_id=hit_row.id,
+                    sink=sink,
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+            )
+    return row.id
+
+
+def _update_source(source: SourceRow, outcome: PollOutcome, now: datetime, new_items: int) -> None:
+    source.last_poll_at = now
+    source.next_poll_at = outcome.next_poll_at or now
+    source.status = outcome.status
+    source.consecutive_errors = outcome.consecutive_errors
+    if outcome.error is None:
+        source.last_success_at = now
+        source.etag = outcome.etag or source.etag
+        source.last_modified = outcome.last_modified or source.last_modified
+    else:
+        source.last_error = outcome.error
+        source.last_error_at = now
+    if new_items:
+        source.items_seen += new_items
+        source.last_new_item_at = now
+
+
+def _matches(raw: str) -> tuple[Match, ...]:
+    return tuple(Match(m["start"], m["end"], m["text"]) for m in json.loads(raw))
+
+
+def _alert(
+    delivery: DeliveryRow,
+    hit: HitRow,
+    article: ArticleRow,
+    source: SourceRow,
+    story: StoryRow | None,
+) -> Alert:
+    return Alert(
+        delivery_id=delivery.id,
+        sink=delivery.sink,
+        rule_id=hit.rule_id,
+        article_id=article.id or 0,
+        title=article.title,
+        body=article.body,
+        url=article.url,
+        source=source.name,
+        published_at=article.published_at,
+        fetched_at=article.fetched_at,
+        matches=_matches(hit.matches),
+        snippet=hit.snippet,
+        story_id=story.id if story else None,
+        story_articles=story.article_count if story else 1,
+        attempts=delivery.attempts,
+        hit_at=hit.created_at,
+    )

@@ -1,0 +1,83 @@
+"""Fixtures shared by every test. The network guard is on for all of them:
+no test may connect anywhere but loopback (RELIABILITY.md 3.0)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+forbidden_connects: list[Any] = []
+
+
+def _is_loopback(address: Any) -> bool:
+    if not isinstance(address, tuple):
+        return True  # AF_UNIX paths are local by definition
+    host = address[0]
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # an unresolved name: a connect to it would leave the machine
+
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _guarded_connect(self: socket.socket, address: Any) -> Any:
+    if not _is_loopback(address):
+        forbidden_connects.append(address)
+        raise ConnectionRefusedError(f"network guard: connect to {address!r} refused in tests")
+    return _real_connect(self, address)
+
+
+def _guarded_connect_ex(self: socket.socket, address: Any) -> Any:
+    if not _is_loopback(address):
+        forbidden_connects.append(address)
+        raise ConnectionRefusedError(f"network guard: connect to {address!r} refused in tests")
+    return _real_connect_ex(self, address)
+
+
+@pytest.fixture(autouse=True)
+def network_guard() -> Iterator[None]:
+    """Refuse, and fail the test on, any connection outside 127.0.0.0/8 and ::1."""
+    socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
+    before = len(forbidden_connects)
+    try:
+        yield
+    finally:
+        socket.socket.connect = _real_connect  # type: ignore[method-assign]
+        socket.socket.connect_ex = _real_connect_ex  # type: ignore[method-assign]
+    tried = forbidden_connects[before:]
+    assert not tried, f"test tried to connect outside loopback: {tried}"
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """A copy of the sample config, watchlists and seeds, with its own database."""
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    shutil.copytree(ROOT / "seeds", tmp_path / "seeds")
+    return tmp_path
+
+
+def run_monitor(*args: str, cwd: Path, env: dict[str, str] | None = None,
+                timeout: float = 120) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    """Run the real ``monitor`` command line in a subprocess."""
+    base = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "MONITOR_CONFIG")}
+    full_env = {**base, "PYTHONUNBUFFERED": "1", "COLUMNS": "200", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "monitor.cli", *args],
+        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
