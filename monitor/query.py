@@ -1,0 +1,400 @@
+"""The query language's parser: query text -> an immutable syntax tree (pure, no I/O).
+
+The language is documented in ``monitor.match``, which evaluates the tree.
+Grammar, loosest binding first (operators are uppercase only)::
+
+    or      := and ("OR" and)*               the whole query
+    and     := near (["AND"] near)*          adjacent operands are ANDed
+    near    := unary (NEAROP unary)*         NEAROP: NEAR/n ONEAR/n NEAR/S NEAR/P
+    unary   := "NOT" unary | primary
+    primary := "(" or ")" | word | "phrase" | "=" (word | "phrase") | field:value
+
+Words are tokenised by the text rules (``monitor.tokens``): ``Byung-hwan`` is
+the phrase ``byung hwan``. Every error is a ``QueryError`` with a 1-based column.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Literal, NamedTuple, TypeAlias
+
+from monitor.domain import Entity
+from monitor.errors import QueryError
+from monitor.tokens import tokenize
+
+MAX_LENGTH = 10_000
+MAX_DEPTH = 100
+MAX_DISTANCE = 100_000
+MIN_PREFIX = 3
+
+NearKind = Literal["n", "S", "P"]
+
+
+@dataclass(frozen=True)
+class _Node:
+    # Where a node starts, for error messages; not part of its identity.
+    column: int = field(default=0, compare=False, repr=False, kw_only=True)
+
+
+@dataclass(frozen=True)
+class Term(_Node):
+    """One token; ``word`` is folded, or accent-stripped with case kept when case-sensitive."""
+
+    word: str
+    prefix: bool = False
+    case_sensitive: bool = False
+
+
+@dataclass(frozen=True)
+class Phrase(_Node):
+    """Tokens in sequence, normalised as ``Term.word`` is."""
+
+    tokens: tuple[str, ...]
+    case_sensitive: bool = False
+
+
+@dataclass(frozen=True)
+class EntityRef(_Node):
+    """``entity:id``, expanded at parse time to the phrases of its name and aliases."""
+
+    id: str
+    names: tuple[Phrase, ...] = ()
+
+
+@dataclass(frozen=True)
+class And(_Node):
+    children: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Or(_Node):
+    children: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Not(_Node):
+    child: Node
+
+
+@dataclass(frozen=True)
+class Near(_Node):
+    """``kind`` 'n' counts tokens between (``distance``); 'S' same sentence, 'P' paragraph."""
+
+    left: Node
+    right: Node
+    kind: NearKind
+    distance: int | None = None
+    ordered: bool = False
+
+
+@dataclass(frozen=True)
+class Title(_Node):
+    child: Node
+
+
+@dataclass(frozen=True)
+class Source(_Node):
+    name: str
+
+
+Node: TypeAlias = Term | Phrase | EntityRef | And | Or | Not | Near | Title | Source
+
+
+def walk(node: Node) -> Iterator[Node]:
+    """Every node of the tree, parents before children."""
+    yield node
+    if isinstance(node, And | Or):
+        for child in node.children:
+            yield from walk(child)
+    elif isinstance(node, Not | Title):
+        yield from walk(node.child)
+    elif isinstance(node, Near):
+        yield from walk(node.left)
+        yield from walk(node.right)
+
+
+@dataclass(frozen=True)
+class Query:
+    """A parsed query: its tree and the text it came from."""
+
+    root: Node
+    text: str
+    needs_sentences: bool = field(init=False)
+    needs_paragraphs: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        kinds = {n.kind for n in walk(self.root) if isinstance(n, Near)}
+        object.__setattr__(self, "needs_sentences", "S" in kinds)
+        object.__setattr__(self, "needs_paragraphs", "P" in kinds)
+
+
+def parse_query(text: str, entities: Mapping[str, Entity] | None = None) -> Query:
+    """Parse ``text``; raises ``QueryError`` (with a 1-based column) if it is not a valid query."""
+    if len(text) > MAX_LENGTH:
+        raise QueryError(MAX_LENGTH + 1, f"query is longer than {MAX_LENGTH} characters")
+    root = _Parser(text, entities or {}).parse()
+    free = _free_branch(root)
+    if free is not None:
+        raise QueryError(free.column, "query can match with no positive term (e.g. 'NOT x' alone)")
+    return Query(root, text)
+
+
+class Lex(NamedTuple):
+    kind: str  # word phrase ( ) = field AND OR NOT NEAR end
+    text: str  # raw text; a phrase's content; a field's name
+    column: int  # 1-based column of the first character
+    end: int  # 0-based index just past the lexeme, to check adjacency
+
+
+# A field name is matched only where a lexeme starts, so `10:30` stays one word.
+_LEXEME = re.compile(
+    r'(?P<field>[A-Za-z]+:)|(?P<punct>[()=])|"(?P<phrase>[^"]*)"|(?P<open>")|(?P<run>[^\s()"]+)'
+)
+_NEAR = re.compile(r"(O?)NEAR/(?:([0-9]+)|([SP]))")
+_OPERAND_START = {"word", "phrase", "(", "=", "field", "NOT"}
+
+
+def _operator_kind(run: str) -> str:
+    if run in ("AND", "OR", "NOT"):
+        return run
+    if run in ("NEAR", "ONEAR") or run.startswith(("NEAR/", "ONEAR/")):
+        return "NEAR"
+    return "word"
+
+
+def _lex(text: str) -> list[Lex]:
+    out = []
+    # Every character but whitespace matches some alternative, so finditer skips only spaces.
+    for m in _LEXEME.finditer(text):
+        kind, lexeme, column = m.lastgroup, m.group(), m.start() + 1
+        if kind == "open":
+            raise QueryError(column, "unterminated phrase")
+        if kind == "field":
+            # The value is lexed on its own, so `title:"a b"` and `title:(x)` work.
+            out.append(Lex("field", lexeme[:-1], column, m.end()))
+        elif kind == "phrase":
+            out.append(Lex("phrase", m.group("phrase"), column, m.end()))
+        elif kind == "punct":
+            out.append(Lex(lexeme, lexeme, column, m.end()))
+        else:
+            out.append(Lex(_operator_kind(lexeme), lexeme, column, m.end()))
+    out.append(Lex("end", "", len(text) + 1, len(text)))
+    return out
+
+
+class _Parser:
+    def __init__(self, text: str, entities: Mapping[str, Entity]):
+        self.lexemes = _lex(text)
+        self.entities = entities
+        self.pos = 0
+        self.depth = 0
+
+    def peek(self) -> Lex:
+        return self.lexemes[self.pos]
+
+    def advance(self) -> Lex:
+        lex = self.lexemes[self.pos]
+        self.pos = min(self.pos + 1, len(self.lexemes) - 1)
+        return lex
+
+    @contextmanager
+    def nested(self, lex: Lex) -> Iterator[None]:
+        # A depth cap turns hostile nesting into a QueryError, never a RecursionError.
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise QueryError(lex.column, f"query nests deeper than {MAX_DEPTH} levels")
+        yield
+        self.depth -= 1
+
+    def parse(self) -> Node:
+        if self.peek().kind == "end":
+            raise QueryError(1, "empty query")
+        node = self.or_expr()
+        extra = self.peek()
+        if extra.kind != "end":
+            raise QueryError(extra.column, f"unexpected '{extra.text}'")
+        return node
+
+    def or_expr(self) -> Node:
+        children = [self.and_expr()]
+        while self.peek().kind == "OR":
+            self.advance()
+            children.append(self.and_expr())
+        return _join(Or, children)
+
+    def and_expr(self) -> Node:
+        children = [self.near_expr()]
+        while True:
+            if self.peek().kind == "AND":
+                self.advance()
+            elif self.peek().kind not in _OPERAND_START:
+                break
+            children.append(self.near_expr())
+        return _join(And, children)
+
+    def near_expr(self) -> Node:
+        left = self.unary()
+        while self.peek().kind == "NEAR":
+            operator = self.advance()
+            kind, distance, ordered = _near_operator(operator)
+            if isinstance(left, Near):
+                raise QueryError(operator.column, "a NEAR cannot be an operand of another NEAR")
+            right = self.unary()
+            _check_near_operand(left)
+            _check_near_operand(right)
+            left = Near(left, right, kind, distance, ordered, column=left.column)
+        return left
+
+    def unary(self) -> Node:
+        lex = self.peek()
+        if lex.kind != "NOT":
+            return self.primary()
+        self.advance()
+        with self.nested(lex):
+            return Not(self.unary(), column=lex.column)
+
+    def primary(self) -> Node:
+        lex = self.advance()
+        if lex.kind == "(":
+            with self.nested(lex):
+                node = self.or_expr()
+            close = self.advance()
+            if close.kind != ")":
+                raise QueryError(close.column, "expected ')'")
+            return replace(node, column=lex.column)
+        if lex.kind in ("word", "phrase"):
+            return _words(lex, case_sensitive=False)
+        if lex.kind == "=":
+            self.adjacent(lex, "a word or phrase after '='", ("word", "phrase"))
+            return _words(self.advance(), case_sensitive=True)
+        if lex.kind == "field":
+            handler = FIELDS.get(lex.text.lower())
+            if handler is None:
+                raise QueryError(lex.column, f"unknown field '{lex.text}'")
+            with self.nested(lex):
+                return handler(self, lex)
+        found = "the end of the query" if lex.kind == "end" else f"'{lex.text}'"
+        raise QueryError(lex.column, f"expected a word, phrase or '(' but found {found}")
+
+    def adjacent(self, lex: Lex, expected: str, kinds: tuple[str, ...]) -> Lex:
+        """The next lexeme (not consumed), which must be one of ``kinds`` right after ``lex``."""
+        value = self.peek()
+        if value.kind not in kinds or value.column != lex.end + 1:
+            raise QueryError(lex.end + 1, f"expected {expected}")
+        return value
+
+
+def _join(cls: type[And] | type[Or], children: list[Node]) -> Node:
+    if len(children) == 1:
+        return children[0]
+    # `a AND (b AND c)` is one AND of three: a flat tree is cheaper to evaluate.
+    flat = [g for c in children for g in (c.children if isinstance(c, cls) else (c,))]
+    return cls(tuple(flat), column=children[0].column)
+
+
+def _near_operator(lex: Lex) -> tuple[NearKind, int | None, bool]:
+    m = _NEAR.fullmatch(lex.text)
+    ordered = lex.text.startswith("O")
+    if ordered and not (m and m.group(2)):
+        raise QueryError(lex.column, "ONEAR needs /n (the most words between)")
+    if not m:
+        raise QueryError(lex.column, "NEAR needs /n, /S or /P")
+    if m.group(3):
+        return ("S" if m.group(3) == "S" else "P"), None, False
+    # Capping the digits also keeps int() clear of Python's 4,300-digit limit.
+    if len(m.group(2)) > 6 or int(m.group(2)) > MAX_DISTANCE:
+        raise QueryError(lex.column, f"NEAR distance must be at most {MAX_DISTANCE}")
+    return "n", int(m.group(2)), ordered
+
+
+def _check_near_operand(node: Node) -> None:
+    if isinstance(node, Or):
+        for child in node.children:
+            _check_near_operand(child)
+    elif not isinstance(node, Term | Phrase | EntityRef):
+        message = "NEAR operands must be words, phrases, entities or OR-groups of them"
+        raise QueryError(node.column, message)
+
+
+def _words(lex: Lex, case_sensitive: bool) -> Term | Phrase:
+    """A bare word or quoted phrase, tokenised by the text rules."""
+    # Inside quotes `*` is just a separator, as every non-letter is in text.
+    prefix = lex.kind == "word" and lex.text.endswith("*")
+    stem = lex.text[:-1] if prefix else lex.text
+    if lex.kind == "word" and "*" in stem:
+        raise QueryError(lex.column + stem.index("*"), "'*' is only allowed at the end of a word")
+    tokens = tokenize(stem)
+    if not tokens:
+        what = "empty phrase" if lex.kind == "phrase" else f"'{lex.text}' has no letters or digits"
+        raise QueryError(lex.column, what)
+    if prefix and len(tokens) > 1:
+        raise QueryError(lex.column, f"'*' must end a single word, not '{stem}'")
+    if prefix and len(tokens[0].cased) < MIN_PREFIX:
+        raise QueryError(lex.column, f"a wildcard needs at least {MIN_PREFIX} letters before '*'")
+    words = tuple(t.cased if case_sensitive else t.folded for t in tokens)
+    if len(words) == 1:
+        return Term(words[0], prefix, case_sensitive, column=lex.column)
+    return Phrase(words, case_sensitive, column=lex.column)
+
+
+# Fields are `name:value`, no space after the colon. To add one (e.g. a `person:`
+# scope), register a handler taking the parser and the field lexeme in FIELDS.
+
+
+def _title_field(parser: _Parser, lex: Lex) -> Node:
+    expected = "a word, phrase, group or entity after 'title:'"
+    parser.adjacent(lex, expected, ("word", "phrase", "=", "(", "field"))
+    child = parser.primary()
+    if isinstance(child, Source):
+        raise QueryError(child.column, "title: cannot contain source:")
+    return Title(child, column=lex.column)
+
+
+def _source_field(parser: _Parser, lex: Lex) -> Node:
+    parser.adjacent(lex, "a source name after 'source:'", ("word", "phrase"))
+    value = parser.advance()
+    if not value.text.strip():
+        raise QueryError(value.column, "empty source name")
+    return Source(value.text, column=lex.column)
+
+
+def _entity_field(parser: _Parser, lex: Lex) -> Node:
+    parser.adjacent(lex, "an entity id after 'entity:'", ("word",))
+    value = parser.advance()
+    entity = parser.entities.get(value.text)
+    if entity is None:
+        raise QueryError(value.column, f"entity '{value.text}' is not defined")
+    spellings = (tuple(t.folded for t in tokenize(name)) for name in entity.names)
+    # dict.fromkeys drops spellings that fold to the same tokens, keeping the order.
+    names = tuple(dict.fromkeys(Phrase(s, column=value.column) for s in spellings if s))
+    if not names:
+        raise QueryError(value.column, f"entity '{value.text}' has no name with letters or digits")
+    return EntityRef(entity.id, names, column=lex.column)
+
+
+FIELDS: dict[str, Callable[[_Parser, Lex], Node]] = {
+    "title": _title_field,
+    "source": _source_field,
+    "entity": _entity_field,
+}
+
+
+def _free_branch(node: Node) -> Node | None:
+    """A part through which the query can be true with no positive term occurring, if any.
+
+    A term under NOT never counts as positive, not even under two: so every
+    hit has at least one span to report and to build the alert's snippet from.
+    """
+    if isinstance(node, Term | Phrase | EntityRef | Near):
+        return None
+    if isinstance(node, Source | Not):
+        return node
+    if isinstance(node, Title):
+        return _free_branch(node.child)
+    branches = [_free_branch(child) for child in node.children]
+    if isinstance(node, And):
+        return node if all(b is not None for b in branches) else None
+    return next((b for b in branches if b is not None), None)

@@ -1,0 +1,227 @@
+"""Word tokens as the query language defines them, and an article's tokens ready to match.
+
+A token is a maximal run of letters and digits; every other character separates
+tokens and is skipped, so "Park Byung-hwan" and "Park Byung Hwan" are the same
+three tokens and "U.S." is ``u`` ``s``. Combining marks stay inside a token so
+that NFD text ("Sa" + U+0303 + "o") tokenises like NFC text. Each token keeps
+its character span in the original string and two normalised forms:
+
+- ``cased``: NFKD with combining marks removed (accents gone, case kept), for
+  case-sensitive terms (``=US``);
+- ``folded``: ``cased`` casefolded, for everything else.
+
+``TokenizedText`` holds one article's tokens, a folded-token index built once,
+and paragraph and sentence numbers computed only when a query asks for them.
+Sentences come from spaCy's rule-based sentencizer on a blank English pipeline.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import threading
+import unicodedata
+from bisect import bisect_right
+from functools import cached_property, lru_cache
+from itertools import accumulate
+from typing import Any, NamedTuple, Protocol
+
+
+def _ranges(code_points: list[int]) -> str:
+    """A regex character-class body for sorted code points, as ranges."""
+    parts: list[str] = []
+    start = prev = code_points[0]
+    for cp in [*code_points[1:], sys.maxunicode + 2]:
+        if cp != prev + 1:
+            parts.append(re.escape(chr(start)) + "-" + re.escape(chr(prev)))
+            start = cp
+        prev = cp
+    return "".join(parts)
+
+
+def _mark_classes() -> tuple[str, str, str]:
+    """Class bodies of every combining mark (category M*), of the accents among them,
+    and of the one range from the first mark to the last.
+
+    Accents are the marks with a non-zero combining class (Latin and Greek
+    accents, Arabic and Hebrew vowel points); Indic vowel signs have class 0
+    and are kept, or folding would merge distinct words.
+    """
+    # Marks live only in planes 0, 1 and the variation selectors of plane 14;
+    # scanning those (~30 ms) instead of all of Unicode keeps import cheap.
+    code_points = [*range(0x20000), *range(0xE0100, 0xE01F0)]
+    marks = [cp for cp in code_points if unicodedata.category(chr(cp)).startswith("M")]
+    accents = [cp for cp in marks if unicodedata.combining(chr(cp))]
+    return _ranges(marks), _ranges(accents), _ranges([*range(marks[0], marks[-1] + 1)])
+
+
+_MARKS, _ACCENT_MARKS, _MARK_SPAN = _mark_classes()
+# A run of letters and digits (`[^\W_]`: Python's `\w` minus the underscore),
+# then any marks and more letters: marks stay inside a token but never start
+# one. The group makes re.split return the tokens at its odd indices. The
+# lookahead spares the long mark class (a linear scan of ranges in `re`) at the
+# usual end of a token, a space or ASCII punctuation: it halves the time.
+_TOKEN = re.compile(rf"([^\W_]+(?:(?=[{_MARK_SPAN}])[{_MARKS}]+[^\W_]*)*)")
+_ACCENTS = re.compile(rf"[{_ACCENT_MARKS}]+")
+_LINE_BREAK = re.compile(r"[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
+
+# The title is sentence 0 and paragraph 0; body numbers start above it.
+TITLE_UNIT = 0
+
+
+class Token(NamedTuple):
+    """One word token: ``text[start:end]`` and its normalised forms."""
+
+    start: int
+    end: int
+    folded: str
+    cased: str
+
+
+@lru_cache(maxsize=65536)
+def strip_accents(word: str) -> str:
+    """NFKD with accents (combining marks of non-zero class) removed; case is kept."""
+    if word.isascii():
+        return word
+    # A letter that decomposes to accents alone keeps its own form.
+    return _ACCENTS.sub("", unicodedata.normalize("NFKD", word)) or word
+
+
+def fold(word: str) -> str:
+    """The case- and accent-insensitive form of a word (what ``folded`` holds)."""
+    return strip_accents(word).casefold()
+
+
+def _scan(text: str) -> tuple[list[int], list[int], list[str]]:
+    """Token starts, ends and words; split, map and accumulate keep the loop in C."""
+    parts = _TOKEN.split(text)  # separator, token, separator, ..., token, separator
+    offsets = list(accumulate(map(len, parts), initial=0))
+    return offsets[1:-1:2], offsets[2:-1:2], parts[1::2]
+
+
+def tokenize(text: str) -> list[Token]:
+    """The word tokens of ``text`` in order (used for articles and query words alike)."""
+    starts, ends, words = _scan(text)
+    cased = list(map(strip_accents, words))
+    return list(map(Token, starts, ends, map(str.casefold, cased), cased))
+
+
+class ArticleLike(Protocol):
+    @property
+    def title(self) -> str: ...
+
+    @property
+    def body(self) -> str: ...
+
+
+class TokenizedText:
+    """One text's tokens, ready for many queries to be evaluated against it.
+
+    ``title_count`` tokens at the front are the title's. ``starts``, ``ends``,
+    ``folded`` and ``cased`` are per-token lists (cheaper to build than Token
+    objects), ``positions`` maps a folded token to its sorted token indices.
+    ``memo`` is scratch space for the matcher to share work between rules
+    evaluated on the same text.
+    """
+
+    def __init__(self, text: str, title_end: int = 0, body_start: int = 0):
+        self.text = text
+        self.body_start = body_start
+        self.starts, self.ends, words = _scan(text)
+        self.cased = list(map(strip_accents, words))
+        self.folded = list(map(str.casefold, self.cased))
+        self.title_count = bisect_right(self.ends, title_end)
+        positions: dict[str, list[int]] = {}
+        for i, word in enumerate(self.folded):
+            positions.setdefault(word, []).append(i)
+        self.positions = positions
+        self.memo: dict[Any, Any] = {}
+
+    @classmethod
+    def from_parts(cls, title: str, body: str) -> TokenizedText:
+        """Title and body joined as ``Article.text`` joins them."""
+        if not body:
+            return cls(title, len(title), len(title))
+        return cls(f"{title}\n\n{body}", len(title), len(title) + 2)
+
+    @classmethod
+    def from_article(cls, article: ArticleLike) -> TokenizedText:
+        return cls.from_parts(article.title, article.body)
+
+    @classmethod
+    def from_text(cls, text: str) -> TokenizedText:
+        """Plain text with no title: every token is body."""
+        return cls(text)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    @cached_property
+    def tokens(self) -> list[Token]:
+        return list(map(Token, self.starts, self.ends, self.folded, self.cased))
+
+    @cached_property
+    def paragraphs(self) -> list[int]:
+        """Paragraph number per token: the title is 0, every line break starts a new one."""
+        breaks = [m.start() for m in _LINE_BREAK.finditer(self.text, self.body_start)]
+        numbers = [TITLE_UNIT] * self.title_count
+        numbers += [1 + bisect_right(breaks, start) for start in self.starts[self.title_count :]]
+        return numbers
+
+    @cached_property
+    def sentences(self) -> list[int]:
+        """Sentence number per token: the title is 0; no sentence crosses a paragraph."""
+        if self.title_count == len(self):
+            return [TITLE_UNIT] * self.title_count
+        starts = [self.body_start + s for s in sentence_starts(self.text[self.body_start :])]
+        numbers = [TITLE_UNIT] * self.title_count
+        paragraphs = self.paragraphs
+        current, last_key = TITLE_UNIT, None
+        for i in range(self.title_count, len(self)):
+            key = (paragraphs[i], bisect_right(starts, self.starts[i]))
+            if key != last_key:
+                current, last_key = current + 1, key
+            numbers.append(current)
+        return numbers
+
+
+class _Sentencizer:
+    """The shared spaCy pipeline, rebuilt every ``rebuild_every`` documents.
+
+    spaCy's StringStore keeps every string it has seen (1 M strings took
+    357 MiB, see DESIGN.md): a fresh pipeline now and then bounds a daemon
+    that runs for months.
+    """
+
+    def __init__(self, rebuild_every: int = 5000):
+        self.rebuild_every = rebuild_every
+        self._lock = threading.Lock()
+        self._nlp: Any = None
+        self._docs = 0
+
+    def _pipeline(self) -> Any:
+        if self._nlp is None or self._docs >= self.rebuild_every:
+            import spacy  # deferred: only articles whose queries need sentences pay for it
+
+            nlp = spacy.blank("en")
+            nlp.add_pipe("sentencizer")
+            self._nlp, self._docs = nlp, 0
+        return self._nlp
+
+    def starts(self, text: str) -> list[int]:
+        with self._lock:
+            nlp = self._pipeline()
+            self._docs += 1
+            # The length cap guards the memory of parsers and NER; the
+            # sentencizer is linear, and bodies are already size-capped on fetch.
+            nlp.max_length = max(nlp.max_length, len(text) + 1)
+            doc = nlp(text)
+        return [sent.start_char for sent in doc.sents]
+
+
+SENTENCIZER = _Sentencizer()
+
+
+def sentence_starts(text: str) -> list[int]:
+    """Character offsets where spaCy's sentencizer starts each sentence of ``text``."""
+    return SENTENCIZER.starts(text)

@@ -1,0 +1,155 @@
+"""Word tokens (contract 2: letters and digits, everything else separates) and TokenizedText."""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from monitor.domain import Article
+from monitor.tokens import TokenizedText, _Sentencizer, fold, tokenize
+
+
+def folded(text: str) -> list[str]:
+    return [t.folded for t in tokenize(text)]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Park Byung-hwan", ["park", "byung", "hwan"]),
+        ("Park Byung Hwan", ["park", "byung", "hwan"]),
+        ("Putin's visit", ["putin", "s", "visit"]),
+        ("the U.S. envoy", ["the", "u", "s", "envoy"]),
+        ("snake_case", ["snake", "case"]),
+        ("2024-06-19, 10:30", ["2024", "06", "19", "10", "30"]),
+        ("São Paulo", ["sao", "paulo"]),
+        (unicodedata.normalize("NFD", "São Paulo"), ["sao", "paulo"]),
+        ("STRASSE Straße", ["strasse", "strasse"]),
+        ("Ｐｕｔｉｎ", ["putin"]),
+        ("北朝鮮 2024年", ["北朝鮮", "2024年"]),
+        ("\u0301abc", ["abc"]),
+        ("...  --  '", []),
+    ],
+)
+def test_tokenize_folded(text: str, expected: list[str]) -> None:
+    """Tokens are maximal letter/digit runs, folded for case and accents."""
+    assert folded(text) == expected
+
+
+def test_tokenize_keeps_indic_vowel_signs() -> None:
+    """Marks stay inside a word, and vowel signs (combining class 0) survive folding."""
+    tokens = tokenize("क्षेत्र में")
+    assert len(tokens) == 2
+    assert tokens[0].folded != tokenize("क्षत्र")[0].folded
+
+
+def test_tokenize_spans_are_offsets_into_the_original() -> None:
+    """start/end index the original string, combining marks included."""
+    text = "Sa\u0303o Paulo's"
+    tokens = tokenize(text)
+    assert [(t.start, t.end) for t in tokens] == [(0, 4), (5, 10), (11, 12)]
+    assert text[tokens[0].start : tokens[0].end] == "Sa\u0303o"
+
+
+def test_tokenize_cased_keeps_case_drops_accents() -> None:
+    """``cased`` is accent-free with case kept; ``folded`` is its casefold."""
+    token = tokenize("Éric")[0]
+    assert (token.cased, token.folded) == ("Eric", "eric")
+
+
+def test_fold_matches_token_folding() -> None:
+    """fold() gives what a token of the same word holds."""
+    assert fold("São") == tokenize("São")[0].folded == "sao"
+
+
+@given(st.text())
+def test_tokens_are_ordered_nonempty_and_stable(text: str) -> None:
+    """Tokens are in order, non-empty, and re-tokenise to themselves."""
+    tokens = tokenize(text)
+    ends = [0] + [t.end for t in tokens]
+    for token, previous_end in zip(tokens, ends, strict=False):
+        assert previous_end <= token.start < token.end
+        assert token.folded and token.folded == token.cased.casefold()
+        again = tokenize(text[token.start : token.end])
+        assert [t.folded for t in again] == [token.folded]
+
+
+def article(title: str, body: str) -> Article:
+    now = datetime(2024, 6, 19, tzinfo=UTC)
+    return Article("src", "k", title, body, None, None, now)
+
+
+def test_from_article_text_and_title_count() -> None:
+    """The text is Article.text and the title's tokens come first."""
+    item = article("Kim meets Putin", "Talks in Pyongyang.")
+    text = TokenizedText.from_article(item)
+    assert text.text == item.text
+    assert text.title_count == 3
+    assert text.folded == ["kim", "meets", "putin", "talks", "in", "pyongyang"]
+
+
+def test_from_parts_without_body_is_the_title() -> None:
+    """With no body the text is the title alone, as Article.text has it."""
+    text = TokenizedText.from_parts("Kim meets Putin", "")
+    assert text.text == "Kim meets Putin" and text.title_count == 3
+
+
+def test_from_text_has_no_title() -> None:
+    """Plain text is all body."""
+    text = TokenizedText.from_text("Kim. Putin.")
+    assert text.title_count == 0 and text.sentences == [1, 2]
+
+
+def test_positions_index_sorted() -> None:
+    """The folded-token index lists every position in order."""
+    text = TokenizedText.from_parts("Kim", "kim and KIM")
+    assert text.positions["kim"] == [0, 1, 3]
+
+
+def test_paragraphs_split_at_every_line_break() -> None:
+    """The title is paragraph 0; every line break starts a new paragraph."""
+    text = TokenizedText.from_parts("T t", "a b\nc\r\nd e\n\nf")
+    numbers = text.paragraphs
+    assert numbers[:2] == [0, 0]
+    groups = [numbers[2:4], numbers[4:5], numbers[5:7], numbers[7:]]
+    assert all(len(set(g)) == 1 for g in groups)
+    assert len({g[0] for g in groups} | {0}) == 5
+
+
+def test_sentences_title_is_its_own_and_spacy_splits_body() -> None:
+    """The title is sentence 0; the body is split by the sentencizer (not at "U.S.")."""
+    text = TokenizedText.from_parts("Kim. Putin", "The U.S. envoy came. Talks began!")
+    numbers = text.sentences
+    assert numbers[:2] == [0, 0]
+    body = numbers[2:]
+    assert body[:5] == [body[0]] * 5  # "The U S envoy came" is one sentence
+    assert body[5:] == [body[5]] * 2 and body[5] != body[0]
+
+
+def test_sentences_never_cross_paragraphs() -> None:
+    """A line break ends the sentence even without punctuation."""
+    numbers = TokenizedText.from_parts("T", "Kim met\nPutin today").sentences
+    assert numbers[1] == numbers[2] != numbers[3] == numbers[4]
+
+
+def test_sentences_and_paragraphs_are_lazy() -> None:
+    """Nothing is split until a query asks."""
+    text = TokenizedText.from_parts("T", "Kim met. Putin")
+    assert "sentences" not in vars(text) and "paragraphs" not in vars(text)
+    assert text.sentences
+    assert "sentences" in vars(text)
+
+
+def test_sentencizer_is_rebuilt_every_n_docs() -> None:
+    """The spaCy pipeline is replaced after ``rebuild_every`` docs, bounding its StringStore."""
+    sentencizer = _Sentencizer(rebuild_every=2)
+    assert sentencizer.starts("One. Two.") == [0, 5]
+    first = sentencizer._nlp
+    sentencizer.starts("Three.")
+    assert sentencizer._nlp is first
+    assert sentencizer.starts("Four. Five.") == [0, 6]
+    assert sentencizer._nlp is not first
