@@ -248,7 +248,8 @@ def cmd_sources(args: argparse.Namespace) -> int:
     if args.json:
         for r in rows:
             print(json.dumps({
-                "name": r.name, "kind": r.kind, "status": r.status, "last_poll": _iso(r.last_poll_at),
+                "name": r.name, "kind": r.kind, "status": r.status,
+                "last_poll": _iso(r.last_poll_at),
                 "last_success": _iso(r.last_success_at), "last_error": r.last_error,
                 "items_seen": r.items_seen, "next_poll": _iso(r.next_poll_at),
             }))  # fmt: skip

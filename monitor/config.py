@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -254,7 +254,7 @@ def _items(checker: _Checker, value: Any, place: str) -> Iterator[tuple[str, Any
 class _Builder:
     """Turns the raw YAML of monitor.yaml (and its watchlists) into a Config."""
 
-    TOP = {
+    TOP: ClassVar[dict[str, bool]] = {
         "database": False, "watchlists": False, "sources": False, "sinks": False,
         "defaults": False, "fetch": False, "nlp": False, "http": False,
     }  # fmt: skip

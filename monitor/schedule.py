@@ -19,9 +19,9 @@ def next_poll_after_success(now: datetime, interval: timedelta) -> datetime:
 
 def backoff(errors: int, interval: timedelta, rng: random.Random | None = None) -> timedelta:
     """Exponential backoff after ``errors`` consecutive errors, with jitter, capped at 24 h."""
-    rng = rng or random
+    uniform = rng.uniform if rng else random.uniform
     base = min(interval.total_seconds() * 2 ** max(0, errors - 1), MAX_BACKOFF.total_seconds())
-    delay = base * (1 + rng.uniform(-JITTER, JITTER))
+    delay = base * (1 + uniform(-JITTER, JITTER))
     return timedelta(seconds=min(delay, MAX_BACKOFF.total_seconds()))
 
 

@@ -43,7 +43,7 @@ def format_duration(delta: timedelta) -> str:
     seconds = int(delta.total_seconds())
     if seconds < 0:
         return "-" + format_duration(-delta)
-    parts = []
+    parts: list[str] = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         if seconds >= size or (unit == "s" and not parts):
             parts.append(f"{seconds // size}{unit}")

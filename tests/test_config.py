@@ -79,7 +79,8 @@ def test_every_error_reported_with_file_and_place(tmp_path: Path) -> None:
     """Bad query, unknown sink, duplicate rule id, unknown key and bad duration, all at once."""
     path = config_with(
         tmp_path,
-        "defaults: {interval: 10 minutes}\nsources:\n  folders:\n    - {name: s, path: ., colour: red}\n",
+        "defaults: {interval: 10 minutes}\n"
+        "sources:\n  folders:\n    - {name: s, path: ., colour: red}\n",
         "rules:\n"
         "  - {id: a, query: 'Korea'}\n"
         "  - {id: b, query: '(North Korea', notify: [pager]}\n"
@@ -127,10 +128,12 @@ def test_files_over_one_mib_are_refused(tmp_path: Path) -> None:
     [
         ("defaults: {interval: 0s}\n", "defaults.interval: must be greater than zero"),
         ("fetch: {timeout: -5s}\n", "fetch.timeout: not a duration"),
-        ("sources: {feeds: [{url: 'ftp://x.org/f'}]}\n", "sources.feeds[0].url: must be an http(s) URL"),
+        ("sources: {feeds: [{url: 'ftp://x.org/f'}]}\n",
+         "sources.feeds[0].url: must be an http(s) URL"),
         ("sources: {feeds: [{url: 'https://a.org/f'}, {url: 'https://a.org/f', name: b}]}\n",
          "sources.feeds[1].url: duplicate feed URL"),
-        ("sinks: [{name: x, type: pager}]\ndefaults: {notify: [x]}\n", "sinks[0].type: unknown sink type"),
+        ("sinks: [{name: x, type: pager}]\ndefaults: {notify: [x]}\n",
+         "sinks[0].type: unknown sink type"),
         ("http: {listen: nowhere}\n", "http.listen: expected host:port"),
         ("watchlists: [nothing/*.yaml]\n", "watchlists[0]: no file matches"),
     ],

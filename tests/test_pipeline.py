@@ -69,7 +69,7 @@ def test_seed_file_to_console_alert(flow) -> None:
     printed = out.getvalue()
     assert "Ambassador Matsegora" in printed and "Summit in Pyongyang" in printed
     assert "Envoy meets officials in Pyongyang" in printed and "inbox" in printed
-    assert "Russian ambassador Alexander Matsegora met officials on Monday." in printed
+    assert "Russian ambassador **Alexander Matsegora** met officials on Monday." in printed
 
 
 def test_second_poll_alerts_nothing(flow) -> None:

@@ -37,7 +37,10 @@ def sqlite_path(url: str) -> Path | None:
 
 
 def create_db_engine(url: str) -> Engine:
-    """An engine with our SQLite settings; writes use ``engine.execution_options(immediate=True)``."""
+    """An engine with our SQLite settings.
+
+    Write sessions bind to ``engine.execution_options(immediate=True)``.
+    """
     path = sqlite_path(url)
     if path is None:
         return create_engine(url, pool_pre_ping=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Engine, func
+from sqlalchemy import select as sa_select  # sqlmodel's select takes at most four entities
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
@@ -145,17 +146,17 @@ class Store:
         """Pending deliveries whose time has come, oldest first, ready to render."""
         with self.reading() as s:
             query = (
-                select(DeliveryRow, HitRow, ArticleRow, SourceRow, StoryRow)
+                sa_select(DeliveryRow, HitRow, ArticleRow, SourceRow, StoryRow)
                 .join(HitRow, col(HitRow.id) == col(DeliveryRow.hit_id))
                 .join(ArticleRow, col(ArticleRow.id) == col(HitRow.article_id))
                 .join(SourceRow, col(SourceRow.id) == col(ArticleRow.source_id))
                 .outerjoin(StoryRow, col(StoryRow.id) == col(HitRow.story_id))
-                .where(DeliveryRow.status == "pending")
+                .where(col(DeliveryRow.status) == "pending")
                 .where(col(DeliveryRow.next_attempt_at) <= now)
                 .order_by(col(DeliveryRow.next_attempt_at), col(DeliveryRow.created_at))
                 .limit(limit)
             )
-            return [_alert(*row) for row in s.exec(query)]
+            return [_alert(*row) for row in s.execute(query)]
 
     def record_attempt(
         self,
