@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from monitor.domain import Article, content_hash
 from monitor.errors import SourceError
-from monitor.sources import folder
+from monitor.sources import folder, formats
 from monitor.sources.folder import FolderScanner, iter_paths, read_file
 
 NOW = 1_700_000_000.0  # the injected wall clock, epoch seconds
@@ -173,7 +173,7 @@ def test_json_list_is_one_article_per_object(tmp_path: Path) -> None:
 def test_json_list_is_capped(tmp_path: Path) -> None:
     """.json: at most 1,000 objects of one file become articles (G4)."""
     docs = [{"title": f"T{i}"} for i in range(1500)]
-    assert len(read(put(tmp_path / "a.json", json.dumps(docs)))) == folder.MAX_ITEMS == 1000
+    assert len(read(put(tmp_path / "a.json", json.dumps(docs)))) == formats.MAX_ITEMS == 1000
 
 
 @pytest.mark.parametrize("key", ["text", "content", "body"])

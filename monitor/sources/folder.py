@@ -14,47 +14,37 @@ A bad file raises ``SourceError`` with a stable ``reason``: ``file_too_large``,
 
 from __future__ import annotations
 
-import codecs
 import errno
 import fnmatch
-import json
 import logging
 import os
-import re
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from html.parser import HTMLParser
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
 
 from monitor.domain import Article, content_hash
 from monitor.errors import SourceError
+from monitor.sources.formats import (
+    cap_body,
+    cap_title,
+    clean,
+    decode,
+    parse_html,
+    parse_json,
+    parse_text,
+)
 
 __all__ = ["DEFAULT_MAX_BYTES", "FolderScanner", "ScanResult", "iter_paths", "read_file"]
 
 log = logging.getLogger("monitor.sources.folder")
 
 DEFAULT_MAX_BYTES = 5 * 1024 * 1024
-MAX_TITLE_CHARS = 1_000  # G4
-MAX_BODY_BYTES = 64 * 1024  # G4: PostgreSQL rows and alert payloads stay small
-MAX_ITEMS = 1_000  # G4: articles from one JSON file, as from one feed fetch
-_SNIFF_BYTES = 8192
-# Binary: over 5 % control bytes in the first 8 KiB (and more than a few stray ones).
-_BINARY_RATIO, _BINARY_MIN = 0.05, 16
 # O_NONBLOCK: a FIFO swapped in after the stat check must not block the open.
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 # Failures that depend on permissions or timing: retried on every scan, reported once.
 _TRANSIENT = frozenset({"unreadable", "vanished", "broken_symlink", "symlink_loop"})
-
-# Text that must not reach storage: C0 controls except \t and \n (G4; PostgreSQL
-# rejects NUL) and lone surrogates (JSON "\ud800" escapes cannot be encoded as UTF-8).
-_CONTROLS = dict.fromkeys(c for c in range(32) if c not in (9, 10))
-_SURROGATES = re.compile("[\ud800-\udfff]")
-_HEADING = re.compile(r"#{1,6}\s+")
-_SETEXT = re.compile(r"\s*(=+|-+)\s*")
 
 
 # --- reading one file -------------------------------------------------------
@@ -74,18 +64,18 @@ def read_file(
     ``item_key`` is the content hash, so a re-saved file yields the same key.
     """
     name = os.fspath(path)
-    text = _decode(_read_bytes(name, source, max_bytes, root), source, name)
+    text = decode(_read_bytes(name, source, max_bytes, root), source, name)
     suffix = os.path.splitext(name)[1].lower()
     if suffix == ".json":
-        records = _parse_json(text, source, name, fetched_at)
+        records = parse_json(text, source, name, fetched_at)
     elif suffix in (".html", ".htm"):
-        records = [_parse_html(text, source, name)]
+        records = [parse_html(text, source, name)]
     else:
-        records = [(*_parse_text(text), None, None)]
+        records = [(*parse_text(text), None, None)]
     articles: dict[str, Article] = {}  # identical objects in one file are one article
     for title, body, url, published_at in records:
-        title = _cap_title(title)
-        body = _cap_body(_clean(body).strip())
+        title = cap_title(title)
+        body = cap_body(clean(body).strip())
         if not title and not body:
             continue
         key = content_hash(title, body)
@@ -134,168 +124,6 @@ def _os_error(source: str, path: str, error: OSError) -> SourceError:
     else:
         reason = "symlink_loop" if error.errno == errno.ELOOP else "unreadable"
     return SourceError(source, reason, f"{path!r}: {error.strerror}")
-
-
-def _decode(data: bytes, source: str, path: str) -> str:
-    """UTF-8 with replacement (UTF-16 if it has a BOM); refuse files that are not text."""
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return data.decode("utf-16", "replace")
-    sample = data[:_SNIFF_BYTES]
-    controls = sum(sample.count(bytes([c])) for c in _CONTROLS if c not in (12, 13))
-    if controls > _BINARY_MIN and controls > len(sample) * _BINARY_RATIO:
-        raise SourceError(source, "binary_file", repr(path))
-    return data.decode("utf-8-sig", "replace")
-
-
-def _clean(text: str) -> str:
-    text = text.replace("\r\n", "\n").replace("\r", "\n").translate(_CONTROLS)
-    return _SURROGATES.sub("\ufffd", text)
-
-
-def _cap_title(title: str) -> str:
-    return " ".join(_clean(title).split())[:MAX_TITLE_CHARS]
-
-
-def _cap_body(body: str) -> str:
-    raw = body.encode("utf-8")
-    return body if len(raw) <= MAX_BODY_BYTES else raw[:MAX_BODY_BYTES].decode("utf-8", "ignore")
-
-
-# --- formats ----------------------------------------------------------------
-
-Record = tuple[str, str, str | None, datetime | None]  # title, body, url, published_at
-
-
-def _parse_text(text: str) -> tuple[str, str]:
-    """First non-empty line is the title (a Markdown ``# `` stripped), the rest the body."""
-    lines = text.split("\n")
-    for i, line in enumerate(lines):
-        if line.strip():
-            title = _HEADING.sub("", line.strip(), count=1)
-            rest = lines[i + 1 :]
-            if rest and _SETEXT.fullmatch(rest[0]):  # "Title\n=====" Markdown heading
-                rest = rest[1:]
-            return title, "\n".join(rest)
-    return "", ""
-
-
-def _parse_json(text: str, source: str, path: str, fetched_at: datetime) -> list[Record]:
-    try:
-        data = json.loads(text)
-    except (ValueError, RecursionError) as e:  # RecursionError: "[[[[..." nesting bombs
-        raise SourceError(source, "bad_json", f"{path!r}: {e}") from e
-    items = [data] if isinstance(data, dict) else data
-    if not isinstance(items, list):
-        raise SourceError(source, "bad_json", f"{path!r}: not an object or a list of objects")
-    if len(items) > MAX_ITEMS:
-        log.warning("json items dropped source=%s path=%r kept=%d", source, path, MAX_ITEMS)
-    records = []
-    for index, item in enumerate(items[:MAX_ITEMS]):
-        if not isinstance(item, dict):
-            log.warning("json item skipped source=%s path=%r index=%d", source, path, index)
-            continue
-        body = next((v for k in ("text", "content", "body") if (v := _str(item, k))), "")
-        published = _parse_date(_str(item, "published_at"), fetched_at)
-        records.append((_str(item, "title"), body, _http_url(_str(item, "url")), published))
-    return records
-
-
-def _str(item: dict[str, Any], key: str) -> str:
-    value = item.get(key)
-    return value if isinstance(value, str) else ""
-
-
-def _http_url(url: str) -> str | None:
-    """Only http(s) links survive (G4): no ``javascript:``, ``file:`` or ``data:``."""
-    url = url.strip()
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return None
-    return url if parts.scheme.lower() in ("http", "https") and parts.netloc else None
-
-
-def _parse_date(value: str, fetched_at: datetime) -> datetime | None:
-    """ISO 8601, naive taken as UTC; unparseable or over a day ahead of fetch time -> None (G4)."""
-    try:
-        when = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return None if when > fetched_at + timedelta(days=1) else when
-
-
-_BLOCK_TAGS = "address article aside blockquote br dd div dl dt figcaption figure footer form h1 h2"
-_BLOCK = frozenset(
-    f"{_BLOCK_TAGS} h3 h4 h5 h6 header hr li main nav ol p pre section table td th tr ul".split()
-)
-_HIDDEN = frozenset({"script", "style", "template", "noscript", "svg"})
-
-
-class _HtmlText(HTMLParser):
-    """Collects ``<title>``, the first ``<h1>`` and the visible text, one paragraph per line.
-
-    ``<head>`` needs no rule of its own: its only text is in title, script and
-    style; stray text there is body text to a browser (HTML5 "in head" mode).
-    """
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.title: str | None = None
-        self.h1: str | None = None
-        self.lines: list[str] = []
-        self._parts: list[str] = []
-        self._in_title = False
-        self._hidden = 0  # depth inside script, style, svg...
-        self._h1_from: int | None = None  # index in lines where the first <h1> began
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _BLOCK:
-            self._break()
-        if tag == "title" and self.title is None and not self._hidden:  # not an <svg><title>
-            self.title, self._in_title = "", True
-        elif tag in _HIDDEN:
-            self._hidden += 1
-        elif tag == "h1" and self._h1_from is None:
-            self._h1_from = len(self.lines)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _BLOCK:
-            self._break()
-        if tag == "title":
-            self._in_title = False
-        elif tag in _HIDDEN and self._hidden:
-            self._hidden -= 1
-        elif tag == "h1" and self._h1_from is not None and self.h1 is None:
-            self.h1 = " ".join(self.lines[self._h1_from :])
-
-    def handle_data(self, data: str) -> None:
-        if self._in_title and self.title is not None:
-            self.title += data
-        elif not self._hidden:
-            self._parts.append(data)
-
-    def _break(self) -> None:
-        if line := " ".join("".join(self._parts).split()):
-            self.lines.append(line)
-        self._parts = []
-
-
-def _parse_html(text: str, source: str, path: str) -> Record:
-    parser = _HtmlText()
-    try:
-        parser.feed(text)
-        parser.close()
-    except AssertionError as e:  # _markupbase asserts on "<![foo ...]>" (CPython 3.11)
-        raise SourceError(source, "bad_html", f"{path!r}: {e}") from e
-    parser._break()
-    title = " ".join((parser.title or parser.h1 or "").split())
-    lines = parser.lines[1:] if parser.lines[:1] == [title] else parser.lines
-    return title, "\n".join(lines), None, None
-
-
-# --- walking and scanning ---------------------------------------------------
 
 
 def _is_inside(path: str, root: str) -> bool:
