@@ -21,7 +21,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from monitor.pipeline import Pipeline
 
 log = logging.getLogger("monitor.daemon")
-TICK_SECONDS = 1.0
+TICK_SECONDS = 0.5  # a due source or delivery waits at most this long
 
 
 class Daemon:

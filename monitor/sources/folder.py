@@ -217,7 +217,7 @@ class FolderScanner:
     path: Path
     patterns: tuple[str, ...]
     max_bytes: int = DEFAULT_MAX_BYTES
-    quiet_period: float = 2.0
+    quiet_period: float = 1.0  # a writer silent this long is done (L1: 10 chunks over 5 s)
     # path -> the fingerprint it was read (or refused for good) at
     _done: dict[str, Fingerprint] = field(default_factory=dict, init=False, repr=False)
     # path -> (fingerprint, now) when first seen not yet quiet
