@@ -1,4 +1,5 @@
-"""Storage on a real SQLite file: migrations, pragmas, the process lock, the poll transaction."""
+"""Storage: one contract suite on a real SQLite file and a real PostgreSQL database,
+plus the SQLite-only settings (pragmas, BEGIN IMMEDIATE, the process lock)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,16 @@ def article(key: str, title: str = "North Korea news") -> Article:
 
 
 @pytest.fixture
-def store(tmp_path: Path):
+def store(database_url: str, tmp_path: Path):
+    """A migrated store on each backend, with one source."""
+    s = Store(database_url, lock=True)
+    s.sync_sources([("seeds", "folder", str(tmp_path))], NOW)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path):
     s = Store(f"sqlite:///{tmp_path / 'm.db'}", lock=True)
     s.sync_sources([("seeds", "folder", str(tmp_path))], NOW)
     yield s
@@ -40,9 +50,9 @@ def test_migrations_match_the_models(store: Store) -> None:
     assert diff == []
 
 
-def test_sqlite_pragmas(store: Store) -> None:
+def test_sqlite_pragmas(sqlite_store: Store) -> None:
     """WAL, busy_timeout, foreign keys and synchronous=FULL are on for every connection."""
-    with store.engine.connect() as conn:
+    with sqlite_store.engine.connect() as conn:
         pragma = lambda name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()  # noqa: E731
         assert pragma("journal_mode") == "wal"
         assert pragma("busy_timeout") >= 5000
@@ -50,7 +60,7 @@ def test_sqlite_pragmas(store: Store) -> None:
         assert pragma("synchronous") == 2
 
 
-def test_second_process_lock_is_refused(store: Store, tmp_path: Path) -> None:
+def test_second_process_lock_is_refused(sqlite_store: Store, tmp_path: Path) -> None:
     """A second daemon on the same SQLite file refuses to start with a clear message."""
     with pytest.raises(StorageError, match="already running"):
         Store(f"sqlite:///{tmp_path / 'm.db'}", lock=True)
@@ -82,11 +92,11 @@ def test_known_item_is_never_stored_twice(store: Store) -> None:
     assert len(store.hits()) == 1
 
 
-def test_delivery_ids_are_deterministic(tmp_path: Path) -> None:
-    """The same hit stored in two databases gets the same delivery id (the webhook-id)."""
+def test_delivery_ids_are_deterministic(database_url: str, tmp_path: Path) -> None:
+    """The same hit gets the same delivery id (the webhook-id) in SQLite and in this backend."""
     ids = []
-    for name in ("a.db", "b.db"):
-        s = Store(f"sqlite:///{tmp_path / name}")
+    for url in (f"sqlite:///{tmp_path / 'other.db'}", database_url):
+        s = Store(url)
         s.sync_sources([("seeds", "folder", "x")], NOW)
         s.save_poll(
             PollOutcome("seeds", ((article("k1"), (Hit(RULE),)),)), NOW, lambda h: ["console"]
@@ -96,15 +106,15 @@ def test_delivery_ids_are_deterministic(tmp_path: Path) -> None:
     assert ids[0] == ids[1]
 
 
-def test_write_transactions_begin_immediate(store: Store, tmp_path: Path) -> None:
+def test_write_transactions_begin_immediate(sqlite_store: Store, tmp_path: Path) -> None:
     """A write transaction holds SQLite's write lock from its first read (BEGIN IMMEDIATE)."""
-    with store.writing() as session:
+    with sqlite_store.writing() as session:
         session.exec(select(SourceRow)).all()  # only a read so far
         other = sqlite3.connect(tmp_path / "m.db", timeout=0, isolation_level=None)
         with pytest.raises(sqlite3.OperationalError, match="locked"):
             other.execute("BEGIN IMMEDIATE")
         other.close()
-    with store.reading() as session:  # a reader does not take the write lock
+    with sqlite_store.reading() as session:  # a reader does not take the write lock
         session.exec(select(SourceRow)).all()
         other = sqlite3.connect(tmp_path / "m.db", timeout=0, isolation_level=None)
         other.execute("BEGIN IMMEDIATE")

@@ -237,8 +237,9 @@ def _claim_item(s: Session, source_id: int, item_key: str, now: datetime) -> boo
         insert(SeenItemRow)
         .values(source_id=source_id, item_key=item_key, first_seen_at=now)
         .on_conflict_do_nothing(index_elements=["source_id", "item_key"])
+        .returning(col(SeenItemRow.id))  # rowcount is -1 here on psycopg 3; RETURNING is exact
     )
-    return bool(s.connection().execute(statement).rowcount)
+    return s.connection().execute(statement).first() is not None
 
 
 def _insert_article(
