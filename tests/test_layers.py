@@ -6,9 +6,9 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "monitor"
-BOTTOM = {"errors", "domain", "units", "tokens", "query", "schedule"}
+BOTTOM = {"errors", "domain", "units", "tokens", "query", "schedule", "metrics"}
 STEPS = {"config", "sources", "match", "store", "sinks", "deliver"}
-TOP = {"daemon", "cli"}
+TOP = {"daemon", "cli", "http"}
 
 
 def layer_of(module: str) -> str:

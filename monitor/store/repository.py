@@ -44,6 +44,16 @@ class StoredHit:
     created_at: datetime
 
 
+@dataclass(frozen=True)
+class OutboxStats:
+    """The outbox and source figures that /metrics reports."""
+
+    by_status: dict[tuple[str, str], int]
+    pending: int
+    oldest_pending_age: float  # seconds; 0 when nothing waits
+    sources_by_status: dict[str, int]
+
+
 class Store:
     """The database behind the flow. ``lock=True`` takes the one-daemon SQLite lock."""
 
@@ -200,6 +210,27 @@ class Store:
                 col(DeliveryRow.sink), col(DeliveryRow.status)
             )
             return {(sink, status): n for sink, status, n in s.exec(query)}
+
+    def outbox_stats(self, now: datetime) -> OutboxStats:
+        by_status = self.delivery_counts()
+        with self.reading() as s:
+            oldest = s.exec(
+                select(func.min(DeliveryRow.created_at)).where(col(DeliveryRow.status) == "pending")
+            ).one()
+            sources = s.exec(
+                select(SourceRow.status, func.count()).group_by(col(SourceRow.status))
+            ).all()
+        return OutboxStats(
+            by_status=by_status,
+            pending=sum(n for (_, status), n in by_status.items() if status == "pending"),
+            oldest_pending_age=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
+            sources_by_status={status: n for status, n in sources},
+        )
+
+    def ping(self) -> None:
+        """Raise if the database cannot be reached."""
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
 
     # --- hits -------------------------------------------------------------------
 
