@@ -154,3 +154,24 @@ class DeliveryAttemptRow(SQLModel, table=True):
     status_code: int | None = None
     error: str | None = _text()
     duration_ms: float | None = None
+
+
+class LeaderRow(SQLModel, table=True):
+    """One row per chore: the replica that may run it until ``expires_at`` (Oban's peers)."""
+
+    __tablename__ = "leaders"
+    name: str = Field(primary_key=True)
+    holder: str
+    expires_at: datetime = _at(nullable=False)
+
+
+class ReplicaRow(SQLModel, table=True):
+    """Each running replica's heartbeat and config hash, so a config mismatch is visible."""
+
+    __tablename__ = "replicas"
+    id: str = Field(primary_key=True)  # host:pid:random, this process's lease owner name
+    host: str
+    pid: int
+    config_hash: str
+    started_at: datetime = _at(nullable=False)
+    seen_at: datetime = _at(nullable=False, index=True)
