@@ -5,6 +5,7 @@
     ├── QueryError         a query that does not parse; carries the column
     ├── SourceError        one source could not be read (the loop goes on)
     ├── StorageError       the database refused or is held by another process
+    │   └── LeaseLost      another replica took over a row we were working on
     └── DeliveryError      one sink could not take one alert
 
 Foreign errors are translated once, where they enter (``raise ... from e``).
@@ -61,6 +62,15 @@ class SourceError(MonitorError):
 
 class StorageError(MonitorError):
     """The database cannot be used (locked by another process, bad URL...)."""
+
+
+class LeaseLost(StorageError):
+    """Our lease on a row expired and another replica claimed it: the work is discarded."""
+
+    def __init__(self, kind: str, key: object, token: int):
+        self.kind = kind
+        self.key = key
+        super().__init__(f"lease_lost {kind}={key} token={token}")
 
 
 class DeliveryError(MonitorError):

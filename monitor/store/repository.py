@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from monitor.domain import Alert, Article, Hit, Match, PollOutcome, delivery_id, snippet_around
+from monitor.errors import LeaseLost
 from monitor.store.database import ProcessLock, create_db_engine, migrate, sqlite_path
 from monitor.store.tables import (
     ArticleRow,
@@ -131,17 +132,27 @@ class Store:
     # --- the poll transaction -------------------------------------------------------
 
     def save_poll(
-        self, outcome: PollOutcome, now: datetime, sinks_for: Callable[[Hit], Iterable[str]]
+        self,
+        outcome: PollOutcome,
+        now: datetime,
+        sinks_for: Callable[[Hit], Iterable[str]],
+        lease: tuple[str, int] | None = None,
     ) -> list[int]:
         """Store a poll's new articles, their hits and deliveries, and the source's state.
 
+        With ``lease`` (owner, token) the write is fenced: if another replica has
+        claimed the source since, ``LeaseLost`` is raised and nothing is written.
         Items already seen (another poll got there first) are skipped. Returns the
         ids of the articles stored.
         """
         stored: list[int] = []
         with self.writing() as s:
-            source = s.exec(select(SourceRow).where(SourceRow.name == outcome.source)).one()
+            query = select(SourceRow).where(SourceRow.name == outcome.source).with_for_update()
+            source = s.exec(query).one()
             assert source.id is not None
+            if lease is not None:
+                _check_lease(source, lease, "source", source.name)
+                source.lease_owner, source.lease_until = None, None  # done: free it at once
             for article, hits in outcome.articles:
                 if not _claim_item(s, source.id, article.item_key, now):
                     continue
@@ -259,6 +270,15 @@ class Store:
                 )
                 for hit, article, source in s.exec(query)
             ]
+
+
+def _check_lease(
+    row: SourceRow | DeliveryRow, lease: tuple[str, int], kind: str, key: object
+) -> None:
+    """Fencing: the row (read FOR UPDATE) must still carry our owner and token."""
+    owner, token = lease
+    if row.lease_owner != owner or row.lease_token != token:
+        raise LeaseLost(kind, key, token)
 
 
 def _claim_item(s: Session, source_id: int, item_key: str, now: datetime) -> bool:

@@ -1,0 +1,104 @@
+"""Leases: how replicas share due sources and due deliveries without doing one twice.
+
+Every replica runs the same loop. A due row is claimed with
+``SELECT ... FOR UPDATE SKIP LOCKED`` (a replica never waits on another's
+claim) and stamped with a lease: owner, expiry from the database's clock, and
+a token that grows with every claim. Results are written only while the token
+still matches (fencing, RELIABILITY.md 4.2): a replica that was frozen past
+its lease finds the token moved on, and its late write changes nothing.
+Leases are renewed while working and released on shutdown. SQLite ignores
+the row locks, which is fine: it is one process behind a file lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import col, select
+
+from monitor.store.coordination import database_now
+from monitor.store.repository import Store
+from monitor.store.tables import DeliveryRow, SourceRow
+
+POLL_LEASE = timedelta(seconds=90)  # >= fetch deadline + parse deadline + commit
+DELIVERY_LEASE = timedelta(seconds=60)  # >= 2 x the HTTP timeout
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claimed row: its key, the token to fence writes with, and who held it before."""
+
+    key: Any  # source name or delivery id
+    token: int
+    taken_over_from: str | None  # a previous owner whose lease had expired
+
+
+def claim_sources(
+    store: Store, owner: str, now: datetime, names: Iterable[str], *,
+    lease: timedelta = POLL_LEASE, limit: int = 50,
+) -> list[Claim]:  # fmt: skip
+    """Claim up to ``limit`` configured sources that are due and not leased by anyone."""
+    due = (col(SourceRow.next_poll_at) <= now) | col(SourceRow.next_poll_at).is_(None)
+    query = select(SourceRow).where(col(SourceRow.name).in_(list(names))).where(due)
+    return _claim(store, SourceRow, query.order_by(col(SourceRow.next_poll_at)), "name",
+                  owner, now, lease, limit)  # fmt: skip
+
+
+def claim_deliveries(
+    store: Store, owner: str, now: datetime, *, lease: timedelta = DELIVERY_LEASE, limit: int = 100
+) -> list[Claim]:
+    """Claim up to ``limit`` pending deliveries whose next attempt is due."""
+    query = (
+        select(DeliveryRow)
+        .where(col(DeliveryRow.status) == "pending")
+        .where(col(DeliveryRow.next_attempt_at) <= now)
+        .order_by(col(DeliveryRow.next_attempt_at), col(DeliveryRow.created_at))
+    )
+    return _claim(store, DeliveryRow, query, "id", owner, now, lease, limit)
+
+
+def _claim(
+    store: Store, table: Any, query: Any, key: str, owner: str, now: datetime,
+    lease: timedelta, limit: int,
+) -> list[Claim]:  # fmt: skip
+    claims = []
+    with store.writing() as s:
+        db_now = database_now(s, now)
+        free = (col(table.lease_until).is_(None)) | (col(table.lease_until) < db_now)
+        rows = s.exec(query.where(free).limit(limit).with_for_update(skip_locked=True)).all()
+        for row in rows:
+            previous = row.lease_owner if row.lease_owner not in (None, owner) else None
+            row.lease_owner, row.lease_until = owner, db_now + lease
+            row.lease_token += 1
+            s.add(row)
+            claims.append(Claim(getattr(row, key), row.lease_token, previous))
+    return claims
+
+
+def renew(store: Store, owner: str, now: datetime, *, poll_lease: timedelta = POLL_LEASE,
+          delivery_lease: timedelta = DELIVERY_LEASE) -> None:  # fmt: skip
+    """Extend every unexpired lease this replica holds (call at about lease / 3)."""
+    with store.writing() as s:
+        db_now = database_now(s, now)
+        for table, lease in ((SourceRow, poll_lease), (DeliveryRow, delivery_lease)):
+            s.exec(
+                update(table)
+                .where(col(table.lease_owner) == owner)
+                .where(col(table.lease_until) >= db_now)
+                .values(lease_until=db_now + lease)
+            )
+
+
+def release(store: Store, owner: str) -> None:
+    """Give back every lease this replica holds (SIGTERM), so others need not wait it out."""
+    with store.writing() as s:
+        for table in (SourceRow, DeliveryRow):
+            s.exec(
+                update(table)
+                .where(col(table.lease_owner) == owner)
+                .values(lease_owner=None, lease_until=None)
+            )
