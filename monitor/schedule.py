@@ -34,3 +34,25 @@ def next_poll_after_error(
 def status_for(errors: int) -> str:
     """A source is never disabled; after 3 consecutive errors it is reported as failing."""
     return "failing" if errors >= 3 else "ok"
+
+
+# A source counts as publishing regularly once it has this many items spread over
+# at least this long; a folder seeded once, or a feed that never published, is not.
+SILENCE_MIN_ITEMS = 5
+SILENCE_MIN_SPAN = timedelta(days=1)
+SILENCE_FACTOR = 4  # overdue at four average gaps, so a quiet weekend does not alert
+SILENCE_FLOOR = timedelta(hours=6)
+
+
+def silent_for(
+    now: datetime, items: int, first_item_at: datetime | None, last_item_at: datetime | None
+) -> timedelta | None:
+    """How long a regular source is past its expected period, or None if it is not silent."""
+    if items < SILENCE_MIN_ITEMS or first_item_at is None or last_item_at is None:
+        return None
+    span = last_item_at - first_item_at
+    if span < SILENCE_MIN_SPAN:
+        return None
+    expected = max(span / (items - 1) * SILENCE_FACTOR, SILENCE_FLOOR)
+    overdue = now - last_item_at - expected
+    return overdue if overdue > timedelta(0) else None
