@@ -19,6 +19,7 @@ from monitor.config import Config, config_path, load_config
 from monitor.daemon import Daemon
 from monitor.domain import Article, Match, Rule, utcnow
 from monitor.errors import ConfigError, MonitorError, QueryError, SourceError
+from monitor.logs import setup_logging
 from monitor.match import Matcher
 from monitor.pipeline import Pipeline, build_sinks
 from monitor.query import parse_query
@@ -32,12 +33,7 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per migration is noise
+    setup_logging(args.log_format, args.verbose)
     try:
         return int(args.func(args))
     except ConfigError as e:
@@ -58,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
         "--config", help="config file (default: $MONITOR_CONFIG or config/monitor.yaml)"
     )
     common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    common.add_argument(
+        "--log-format", choices=("text", "json"), default="text", help="log lines on stderr"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", parents=[common], help="run the daemon")
