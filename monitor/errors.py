@@ -5,6 +5,7 @@
     ├── QueryError         a query that does not parse; carries the column
     ├── SourceError        one source could not be read (the loop goes on)
     ├── StorageError       the database refused or is held by another process
+    ├── ModelError         the configured spaCy pipeline (nlp.model) cannot be loaded
     └── DeliveryError      one sink could not take one alert
 
 Foreign errors are translated once, where they enter (``raise ... from e``).
@@ -61,6 +62,14 @@ class SourceError(MonitorError):
 
 class StorageError(MonitorError):
     """The database cannot be used (locked by another process, bad URL...)."""
+
+
+class ModelError(MonitorError):
+    """The spaCy pipeline named by ``nlp.model`` is not installed or cannot be loaded."""
+
+    def __init__(self, model: str, message: str):
+        self.model = model
+        super().__init__(message)
 
 
 class DeliveryError(MonitorError):

@@ -21,10 +21,14 @@ import re
 import sys
 import threading
 import unicodedata
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable
 from functools import cached_property, lru_cache
 from itertools import accumulate
 from typing import Any, NamedTuple, Protocol
+
+# A named-entity recogniser: text -> (start char, end char, label) per entity (monitor.nlp).
+Recognizer = Callable[[str], list[tuple[int, int, str]]]
 
 
 def _ranges(code_points: list[int]) -> str:
@@ -136,6 +140,9 @@ class TokenizedText:
             positions.setdefault(word, []).append(i)
         self.positions = positions
         self.memo: dict[Any, Any] = {}
+        # Set by the matcher when a rule with an entity scope (person: ...) is a
+        # candidate; nothing runs a model until ``entity_spans`` is read.
+        self.recognizer: Recognizer | None = None
 
     @classmethod
     def from_parts(cls, title: str, body: str) -> TokenizedText:
@@ -183,6 +190,25 @@ class TokenizedText:
                 current, last_key = current + 1, key
             numbers.append(current)
         return numbers
+
+    @cached_property
+    def entity_spans(self) -> dict[str, list[tuple[int, int]]]:
+        """Label -> sorted (first, last) token indices of each named entity; {} without a model.
+
+        Entities are found on the whole text (title and body); an entity that
+        covers no whole token is dropped.
+        """
+        spans: dict[str, list[tuple[int, int]]] = {}
+        if self.recognizer is None:
+            return spans
+        for start, end, label in self.recognizer(self.text):
+            first = bisect_left(self.starts, start)
+            last = bisect_right(self.ends, end) - 1
+            if first <= last:
+                spans.setdefault(label, []).append((first, last))
+        for found in spans.values():
+            found.sort()
+        return spans
 
 
 class _Sentencizer:

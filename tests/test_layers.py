@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "monitor"
-BOTTOM = {"errors", "domain", "units", "tokens", "query", "schedule"}
+BOTTOM = {"errors", "domain", "units", "tokens", "query", "schedule", "presearch", "nlp"}
 STEPS = {"config", "sources", "match", "store", "sinks", "deliver"}
 TOP = {"daemon", "cli"}
 
