@@ -103,7 +103,11 @@ def required_keys(node: Node) -> frozenset[Key] | None:
         return frozenset().union(*(p for p in parts if p is not None))
     if isinstance(node, And | Near):
         children = node.children if isinstance(node, And) else (node.left, node.right)
-        parts = [p for p in map(required_keys, children) if p is not None]
+        parts: list[frozenset[Key]] = []
+        for child in children:
+            part = required_keys(child)
+            if part is not None:
+                parts.append(part)
         return min(parts, key=_set_cost) if parts else None
     if isinstance(node, Title | Scope):
         return required_keys(node.child)
