@@ -103,12 +103,8 @@ def required_keys(node: Node) -> frozenset[Key] | None:
         return frozenset().union(*(p for p in parts if p is not None))
     if isinstance(node, And | Near):
         children = node.children if isinstance(node, And) else (node.left, node.right)
-        parts: list[frozenset[Key]] = []
-        for child in children:
-            part = required_keys(child)
-            if part is not None:
-                parts.append(part)
-        return min(parts, key=_set_cost) if parts else None
+        indexable = [k for k in (required_keys(c) for c in children) if k is not None]
+        return min(indexable, key=_set_cost) if indexable else None
     if isinstance(node, Title | Scope):
         return required_keys(node.child)
     assert isinstance(node, Not | Source)
