@@ -271,8 +271,13 @@ def _inside(found: list[Occurrence], spans: list[Occurrence]) -> list[Occurrence
 def _term(text: TokenizedText, term: Term) -> list[Occurrence]:
     key = term.word.casefold() if term.case_sensitive else term.word
     if term.prefix:
-        # One pass over the article's distinct tokens, not over its every token.
-        lists = [pos for word, pos in text.positions.items() if word.startswith(key)]
+        # The words starting with the prefix are one run of the sorted distinct words.
+        words, positions_of = text.sorted_words, text.positions
+        lists = []
+        for i in range(bisect_left(words, key), len(words)):
+            if not words[i].startswith(key):
+                break
+            lists.append(positions_of[words[i]])
         positions = list(merge(*lists))
     else:
         positions = text.positions.get(key, [])

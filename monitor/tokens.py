@@ -66,6 +66,9 @@ _MARKS, _ACCENT_MARKS, _MARK_SPAN = _mark_classes()
 # lookahead spares the long mark class (a linear scan of ranges in `re`) at the
 # usual end of a token, a space or ASCII punctuation: it halves the time.
 _TOKEN = re.compile(rf"([^\W_]+(?:(?=[{_MARK_SPAN}])[{_MARKS}]+[^\W_]*)*)")
+# ASCII text has no marks and its letters and digits are exactly [A-Za-z0-9]:
+# the same tokens, found ~30 % faster than through the Unicode classes above.
+_ASCII_TOKEN = re.compile(r"([A-Za-z0-9]+)")
 _ACCENTS = re.compile(rf"[{_ACCENT_MARKS}]+")
 _LINE_BREAK = re.compile(r"[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
 
@@ -98,7 +101,8 @@ def fold(word: str) -> str:
 
 def _scan(text: str) -> tuple[list[int], list[int], list[str]]:
     """Token starts, ends and words; split, map and accumulate keep the loop in C."""
-    parts = _TOKEN.split(text)  # separator, token, separator, ..., token, separator
+    pattern = _ASCII_TOKEN if text.isascii() else _TOKEN
+    parts = pattern.split(text)  # separator, token, separator, ..., token, separator
     offsets = list(accumulate(map(len, parts), initial=0))
     return offsets[1:-1:2], offsets[2:-1:2], parts[1::2]
 
@@ -166,6 +170,11 @@ class TokenizedText:
     @cached_property
     def tokens(self) -> list[Token]:
         return list(map(Token, self.starts, self.ends, self.folded, self.cased))
+
+    @cached_property
+    def sorted_words(self) -> list[str]:
+        """The distinct folded tokens, sorted: a wildcard finds its words by bisection."""
+        return sorted(self.positions)
 
     @cached_property
     def paragraphs(self) -> list[int]:
