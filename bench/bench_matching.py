@@ -58,7 +58,8 @@ government officials state people minister president country military security t
 meeting told week report foreign agency defense statement last could some when there
 under since while between against during trade economic leader national forces region
 border plan support called""".split()  # noqa: SIM905
-SYLLABLES = """ka ri mo tse gor va lin do pak chu sen ya hwa mir zo bel tar kov nes ul an ek im ost ra
+SYLLABLES = """ka ri mo tse gor va lin do pak chu sen ya hwa mir zo bel tar kov nes ul
+an ek im ost ra
 vi del ju ha mun sok yev gen dra""".split()  # noqa: SIM905
 
 
