@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import NoReturn
 
 from rich.console import Console
+from rich.progress import MofNCompleteColumn, Progress
 from rich.table import Table
 
 from monitor import __version__
+from monitor.backtest import RuleTally, backtest, score_examples
 from monitor.config import Config, config_path, load_config
 from monitor.daemon import Daemon
 from monitor.domain import Article, Match, Rule, utcnow
@@ -73,7 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--query", help="a query to try (reported as rule id 'query')")
     which.add_argument("--all", action="store_true", help="every enabled rule")
     test.add_argument("--json", action="store_true", help="JSON Lines, one article per line")
-    test.add_argument("paths", nargs="+", metavar="PATH", help="files or folders")
+    test.add_argument("--since", help="backtest on articles stored this far back (e.g. 30d)")
+    test.add_argument("paths", nargs="*", metavar="PATH", help="files or folders")
     test.set_defaults(func=cmd_test_rule)
 
     hits = sub.add_parser("hits", parents=[common], help="list stored hits")
@@ -120,7 +123,39 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"{len(config.sinks)} sinks, {len(config.entities)} entities, "
         f"{len(config.rules)} rules ({enabled} enabled)"
     )
+    matcher = Matcher(config.rules, config.queries, nlp_model=config.nlp_model)
+    for rule_id, reason in matcher.disabled.items():
+        print(f"rule {rule_id}: disabled: {reason}", file=sys.stderr)
+    return _check_examples(config, matcher)
+
+
+def _check_examples(config: Config, matcher: Matcher) -> int:
+    """Precision and recall of each rule on its own labelled examples; 2 if any disagrees."""
+    scores = score_examples(config.rules, config.queries, matcher)
+    if not scores:
+        return EXIT_OK
+    table = Table(title="Labelled examples")
+    for column in ("rule", "examples", "precision", "recall", "result"):
+        table.add_column(column)
+    for score in scores:
+        total = score.true_positives + score.false_negatives
+        total += score.false_positives + score.true_negatives
+        result = f"skipped: {score.skipped}" if score.skipped else "ok" if score.passed else "FAIL"
+        table.add_row(score.rule_id, str(total), _ratio(score.precision), _ratio(score.recall),
+                      result)  # fmt: skip
+    Console(highlight=False, width=200).print(table)
+    failed = [score for score in scores if not score.passed]
+    for score in failed:
+        for wrong in score.wrong:
+            print(f"rule {score.rule_id}: {wrong}", file=sys.stderr)
+    if failed:
+        print(f"{len(failed)} rule(s) disagree with their own examples", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK
+
+
+def _ratio(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
 
 
 # --- test-rule -----------------------------------------------------------------
@@ -128,8 +163,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_test_rule(args: argparse.Namespace) -> int:
     config = _load(args)
+    if not args.paths and args.since is None:
+        _usage("test-rule needs PATH... or --since")
     rules, queries = _rules_to_test(args, config)
-    matcher = Matcher(rules, queries)
+    matcher = Matcher(rules, queries, nlp_model=config.nlp_model)
+    for rule_id, reason in matcher.disabled.items():
+        print(f"rule {rule_id}: disabled: {reason}", file=sys.stderr)
+    if args.since is not None:
+        return _backtest(args, config, matcher)
     console = Console(highlight=False)
     total = 0
     for path in iter_paths([Path(p) for p in args.paths], _patterns(config)):
@@ -146,6 +187,45 @@ def cmd_test_rule(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"{total} hit(s)")
     return EXIT_OK
+
+
+def _backtest(args: argparse.Namespace, config: Config, matcher: Matcher) -> int:
+    """``test-rule --since``: the rules over stored articles, with a progress bar on stderr."""
+    try:
+        since = utcnow() - parse_duration(args.since)
+    except ValueError as e:
+        _usage(f"--since: {e}")
+    store = Store(config.database_url)
+    err = Console(stderr=True, highlight=False)
+    try:
+        total = store.count_articles(since)
+        columns = (*Progress.get_default_columns(), MofNCompleteColumn())
+        with Progress(*columns, console=err) as progress:
+            task = progress.add_task(f"matching stored articles since {args.since}", total=total)
+
+            def on_article(article_id: int, article: Article, hits: list) -> None:
+                progress.advance(task)
+                if args.json:
+                    line = {"article_id": article_id, "source": article.source,
+                            **_test_line(Path(article.path or ""), article, hits)}  # fmt: skip
+                    line["path"] = article.path or article.url
+                    print(json.dumps(line, ensure_ascii=False))
+
+            tallies = backtest(store, matcher, since, on_article)
+    finally:
+        store.close()
+    if not args.json:
+        _print_tallies(tallies, total, args.since)
+    return EXIT_OK
+
+
+def _print_tallies(tallies: dict[str, RuleTally], total: int, since: str) -> None:
+    table = Table(title=f"Backtest over {total} stored article(s) since {since}")
+    for column in ("rule", "hits", "example titles"):
+        table.add_column(column, overflow="fold")
+    for tally in sorted(tallies.values(), key=lambda t: (-t.hits, t.rule_id)):
+        table.add_row(tally.rule_id, str(tally.hits), "\n".join(tally.titles))
+    Console(highlight=False).print(table)
 
 
 def _rules_to_test(args: argparse.Namespace, config: Config) -> tuple[list[Rule], dict]:

@@ -14,14 +14,14 @@ import hashlib
 import os
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
 import yaml
 
-from monitor.domain import Entity, Rule, Severity
+from monitor.domain import Entity, Example, Rule, Severity
 from monitor.errors import ConfigError, Problem, QueryError
 from monitor.query import Query, parse_query
 from monitor.units import parse_duration, parse_size
@@ -425,7 +425,7 @@ class _Builder:
 
 _RULE_KEYS = {
     "id": True, "title": False, "query": True, "notify": False, "sources": False,
-    "tags": False, "severity": False, "enabled": False,
+    "tags": False, "severity": False, "enabled": False, "examples": False,
 }  # fmt: skip
 _ENTITY_KEYS = {"id": True, "name": True, "aliases": False}
 
@@ -445,8 +445,10 @@ def _load_watchlists(
 ) -> tuple[dict[str, Entity], tuple[Rule, ...], dict[str, Query]]:
     """Entities first (rules of any file may use any entity), then rules."""
     docs = []
+    path_of: dict[str, Path] = {}
     for path in _watchlist_files(builder, value):
         shown = os.path.relpath(path, builder.base)
+        path_of[shown] = path
         c = builder.c.for_file(shown)
         raw = _read_yaml(path, c)
         if raw is None:
@@ -465,6 +467,9 @@ def _load_watchlists(
     for shown, c, doc in docs:
         for place, item in _items(c, doc.get("rules"), "rules"):
             rule = _rule(c, item, place, shown, notify, sinks, sources)
+            if rule is not None and isinstance(item, dict) and "examples" in item:
+                examples = _examples(c, item["examples"], f"{place}.examples", path_of[shown])
+                rule = replace(rule, examples=examples)
             if rule is None:
                 continue
             if rule.id in rules:
@@ -523,3 +528,28 @@ def _rule(
         enabled=c.boolean(raw.get("enabled", True), f"{place}.enabled"),
         file=file,
     )
+
+
+# --- labelled examples ----------------------------------------------------------------
+
+# An example that looks like a file name is a file, relative to its watchlist.
+_EXAMPLE_FILE = re.compile(r"^[^\n]+\.(txt|md|html|json)$", re.IGNORECASE)
+
+
+def _examples(c: _Checker, value: Any, place: str, watchlist: Path) -> tuple[Example, ...]:
+    """``examples: {match: [...], no_match: [...]}``: texts, or files beside the watchlist."""
+    raw = c.mapping(value, place, {"match": False, "no_match": False})
+    examples = []
+    for key, expected in (("match", True), ("no_match", False)):
+        for item_place, item in _items(c, raw.get(key), f"{place}.{key}"):
+            text = c.string(item, item_place)
+            if not text.strip():
+                c.problem(item_place, "empty example")
+            elif _EXAMPLE_FILE.match(text.strip()):
+                path = (watchlist.parent / text.strip()).resolve()
+                if not path.is_file():
+                    c.problem(item_place, f"example file {text.strip()!r} not found at {path}")
+                examples.append(Example(expected, path=str(path), place=item_place))
+            else:
+                examples.append(Example(expected, text=text, place=item_place))
+    return tuple(examples)

@@ -53,7 +53,7 @@ class Pipeline:
         self.store = store
         self.sinks = sinks
         self.clock = clock
-        self.matcher = Matcher(config.rules, config.queries)
+        self.matcher = Matcher(config.rules, config.queries, nlp_model=config.nlp_model)
         self.rules = {rule.id: rule for rule in config.rules}
         self.scanners = {
             f.name: FolderScanner(f.name, f.path, f.patterns, max_bytes=f.max_file_size)

@@ -8,7 +8,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "monitor"
 BOTTOM = {"errors", "domain", "units", "tokens", "query", "schedule", "presearch", "nlp"}
 STEPS = {"config", "sources", "match", "store", "sinks", "deliver"}
-TOP = {"daemon", "cli"}
+TOP = {"daemon", "cli", "backtest"}
 
 
 def layer_of(module: str) -> str:
