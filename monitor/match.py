@@ -37,6 +37,9 @@ apostrophe, dot...) separates tokens and is skipped. So "Park Byung-hwan" and
                            a filter, it matches no text)
 ``entity:id``              any of the entity's name and aliases, as phrases;
                            one span per mention, its longest name
+``person:X`` ``org:X``     X counts only inside a named entity labelled
+``gpe:X``                  PERSON, ORG or GPE by the ``nlp.model`` pipeline
+                           (rules using them are disabled without a model)
 =========================  ==================================================
 
 Operators are uppercase; ``and``, ``or``, ``near`` are ordinary words. NEAR
