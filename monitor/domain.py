@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 
@@ -48,6 +48,7 @@ class Rule:
     severity: Severity = Severity.MEDIUM
     enabled: bool = True
     file: str = ""
+    realert: timedelta | None = None  # at most one alert per window (issue #4); None: no limit
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "monitor"
-BOTTOM = {"errors", "domain", "units", "tokens", "query", "schedule"}
-STEPS = {"config", "sources", "match", "store", "sinks", "deliver"}
+BOTTOM = {"errors", "domain", "units", "tokens", "query", "schedule", "crash"}
+STEPS = {"config", "sources", "match", "store", "sinks", "deliver", "stories"}
 TOP = {"daemon", "cli"}
 
 
