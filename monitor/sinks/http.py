@@ -19,7 +19,7 @@ from email.utils import parsedate_to_datetime
 import httpx
 
 from monitor.errors import DeliveryError
-from monitor.sinks.ssrf import ForbiddenAddress, pin
+from monitor.sinks.ssrf import ForbiddenAddress, UnresolvedHost, pin
 
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 MAX_RETRY_AFTER = 24 * 3600.0  # G8: a hint is honoured, clamped to a day
@@ -45,6 +45,8 @@ class AlertClient:
             target = pin(url, allow_private=allow_private)
         except ForbiddenAddress as e:
             raise DeliveryError(sink, f"refused: {e}", retryable=False) from e
+        except UnresolvedHost as e:
+            raise DeliveryError(sink, str(e)) from e
         extensions: dict[str, object] = {"timeout": _timeout(timeout)}
         if url.startswith("https:"):
             extensions["sni_hostname"] = target.host  # TLS still checks the name, not the IP

@@ -26,6 +26,10 @@ class ForbiddenAddress(ValueError):
     """The destination resolves to an address outgoing alerts may not reach."""
 
 
+class UnresolvedHost(OSError):
+    """The name did not resolve (maybe for now): a network error, retried like one."""
+
+
 def is_forbidden(address: IPAddress) -> bool:
     """Private, loopback, link-local (169.254.169.254), CGNAT, multicast, unspecified, reserved."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
@@ -67,10 +71,10 @@ def pin(url: str, *, allow_private: bool) -> PinnedTarget:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as e:
-        raise ForbiddenAddress(f"cannot resolve {host!r}: {e.strerror or e}") from e
+        raise UnresolvedHost(f"cannot resolve {host!r}: {e.strerror or e}") from e
     addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
     if not addresses:
-        raise ForbiddenAddress(f"{host!r} has no address")
+        raise UnresolvedHost(f"{host!r} has no address")
     if not allow_private:
         bad = [a for a in addresses if is_forbidden(a)]
         if bad:
