@@ -25,7 +25,12 @@ import numpy as np
 from datasketch import MinHash, MinHashLSH
 
 THRESHOLD = 0.5
+# The LSH only proposes candidates; a lower banding threshold finds nearly every pair at 0.5
+# and the exact estimate below decides, so recall does not hinge on the banding's S-curve.
+CANDIDATE_THRESHOLD = 0.3
 NUM_PERM = 128
+# Stored signatures must be read back with the scheme that made them (datasketch 2.0 asks).
+SCHEME = "affine32"
 SHINGLE = 3
 _WORD = re.compile(r"\w+")
 
@@ -39,7 +44,7 @@ def shingles(text: str, size: int = SHINGLE) -> set[bytes]:
 
 
 def signature(text: str) -> MinHash:
-    sig = MinHash(num_perm=NUM_PERM, seed=1)
+    sig = MinHash(num_perm=NUM_PERM, seed=1, scheme=SCHEME)
     sig.update_batch(list(shingles(text)))
     return sig
 
@@ -49,7 +54,8 @@ def encode(sig: MinHash) -> bytes:
 
 
 def decode(data: bytes) -> MinHash:
-    return MinHash(num_perm=NUM_PERM, seed=1, hashvalues=np.frombuffer(data, dtype=np.uint64))
+    values = np.frombuffer(data, dtype=np.uint64).copy()
+    return MinHash(num_perm=NUM_PERM, seed=1, hashvalues=values, scheme=SCHEME)
 
 
 class StoryIndex:
@@ -57,7 +63,7 @@ class StoryIndex:
 
     def __init__(self, threshold: float = THRESHOLD):
         self.threshold = threshold
-        self._lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
+        self._lsh = MinHashLSH(threshold=min(threshold, CANDIDATE_THRESHOLD), num_perm=NUM_PERM)
         self._members: dict[str, tuple[int, MinHash]] = {}
 
     def __len__(self) -> int:

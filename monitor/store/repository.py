@@ -263,7 +263,7 @@ def _insert_article(
     sinks_for: Callable[[Hit], Iterable[str]],
     stories: StoryClusterer | None = None,
 ) -> int:
-    story_id, signature = stories.assign(article.text) if stories else (None, b"")
+    story_id, signature = stories.assign(article.text) if stories is not None else (None, b"")
     story = s.get(StoryRow, story_id) if story_id is not None else None
     if story is None:
         story = StoryRow(created_at=now, article_count=1)
@@ -287,7 +287,7 @@ def _insert_article(
     s.add(row)
     s.flush()
     assert row.id is not None
-    if stories:
+    if stories is not None:
         s.add(StorySignatureRow(article_id=row.id, story_id=story.id, signature=signature))
         stories.remember(row.id, story.id, signature)
     text = article.text
