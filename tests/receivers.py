@@ -113,6 +113,7 @@ class Receiver:
 
     def wait_for(self, count: int, path: str | None = None, timeout: float = 10.0) -> bool:
         """Wait (on a condition, not a sleep) until ``count`` requests arrived."""
+
         def enough() -> bool:
             got = self.requests if path is None else self.on(path)
             return len(got) >= count

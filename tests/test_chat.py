@@ -91,8 +91,8 @@ def test_hostile_title_over_the_wire(tmp_path: Path, kind: str) -> None:
 def test_discord_404_disables_the_sink(tmp_path: Path) -> None:
     """S11: a deleted Discord webhook (404) disables the sink like a 410."""
     with running() as receiver:
-        receiver.answer("/hook", Reply(404, {"Content-Type": "application/json"},
-                                       b'{"message": "Unknown Webhook", "code": 10015}'))  # fmt: skip
+        gone = b'{"message": "Unknown Webhook", "code": 10015}'
+        receiver.answer("/hook", Reply(404, {"Content-Type": "application/json"}, gone))
         flow = _chat_flow(tmp_path, "discord", receiver.url())
         flow.drop("a.txt", "About the channel\nbody")
         flow.pipeline.poll_all(settle_seconds=0)
@@ -123,8 +123,10 @@ def test_discord_retry_after_in_json_body(tmp_path: Path) -> None:
 def test_slack_digest_sends_one_message(tmp_path: Path) -> None:
     """A digest sink holds its deliveries and sends them together as one message."""
     with running() as receiver:
-        sinks = (f"  - {{name: chat, type: slack, url: '{receiver.url()}', "
-                 "allow_private_networks: true, digest: '0 8 * * *', timezone: Asia/Seoul}\n")  # fmt: skip
+        sinks = (
+            f"  - {{name: chat, type: slack, url: '{receiver.url()}', allow_private_networks: "
+            "true, digest: '0 8 * * *', timezone: Asia/Seoul}\n"
+        )
         watchlist = "rules:\n  - {id: r, query: channel}\n"
         flow = make_flow(tmp_path, sinks, notify="[chat]", watchlist=watchlist)
         for n in range(3):

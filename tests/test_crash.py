@@ -13,10 +13,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import run_monitor
 from flows import NEW_SECRET
 from receivers import Receiver, Reply, running
 
+from conftest import run_monitor
 from monitor.crash import POINTS
 from monitor.store import Store
 

@@ -179,7 +179,9 @@ def test_400_fails_at_once_with_the_body_excerpt(tmp_path: Path, receiver: Recei
     flow.close()
     [row] = rows(flow)
     assert row.status == "failed" and row.attempts == 1
-    assert "HTTP 422" in (row.last_error or "") and "bad payload\\nline two" in (row.last_error or "")
+    assert "HTTP 422" in (row.last_error or "") and "bad payload\\nline two" in (
+        row.last_error or ""
+    )
 
 
 def test_dropped_connection_is_retried(tmp_path: Path, receiver: Receiver) -> None:
@@ -234,7 +236,9 @@ def test_private_address_is_refused_at_connect_without_opt_in(
         return real(host, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(socket, "getaddrinfo", stub)
-    sinks = f"  - {{name: ops, type: webhook, url: 'http://meta.test/hook', secret: '{NEW_SECRET}'}}\n"
+    sinks = (
+        f"  - {{name: ops, type: webhook, url: 'http://meta.test/hook', secret: '{NEW_SECRET}'}}\n"
+    )
     flow = make_flow(tmp_path, sinks)
     flow.drop("summit.md", SUMMIT)
     flow.pipeline.poll_all(settle_seconds=0)

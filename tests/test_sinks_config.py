@@ -34,7 +34,9 @@ def load(tmp_path: Path, sink: str, rule: str = "{id: r, query: x}") -> list[str
 )
 def test_bad_secrets_are_refused_without_echo(tmp_path: Path, secret: str, message: str) -> None:
     """C6: short, non-base64 or too many secrets are refused; the secret is never echoed."""
-    found = load(tmp_path, f"{{name: s, type: webhook, url: 'https://h.example/x', secret: {secret}}}")
+    found = load(
+        tmp_path, f"{{name: s, type: webhook, url: 'https://h.example/x', secret: {secret}}}"
+    )
     assert any(message in p for p in found), found
     assert not any("eight888" in p or "not*base64" in p for p in found)
 
