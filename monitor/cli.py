@@ -88,6 +88,17 @@ def _parser() -> argparse.ArgumentParser:
     sources = sub.add_parser("sources", parents=[common], help="each source's state")
     sources.add_argument("--json", action="store_true", help="JSON Lines")
     sources.set_defaults(func=cmd_sources)
+
+    deliveries = sub.add_parser("deliveries", parents=[common], help="the outbox: every delivery")
+    deliveries.add_argument("--failed", action="store_true", help="only failed deliveries")
+    deliveries.add_argument("--json", action="store_true", help="JSON Lines")
+    deliveries.set_defaults(func=cmd_deliveries)
+
+    redeliver = sub.add_parser("redeliver", parents=[common], help="send deliveries again")
+    again = redeliver.add_mutually_exclusive_group(required=True)
+    again.add_argument("ids", nargs="*", default=[], metavar="ID", help="delivery ids")
+    again.add_argument("--failed", action="store_true", help="every failed delivery")
+    redeliver.set_defaults(func=cmd_redeliver)
     return parser
 
 
@@ -103,14 +114,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     store = Store(config.database_url, lock=True)
     try:
         pipeline = Pipeline(config, store, build_sinks(config))
-        if args.once:
-            pipeline.poll_all()
-            pipeline.deliver_due()
+        try:
+            if args.once:
+                pipeline.poll_all()
+                pipeline.deliver_due()
+                return EXIT_OK
+            daemon = Daemon(pipeline)
+            daemon.install_signal_handlers()
+            daemon.run()
             return EXIT_OK
-        daemon = Daemon(pipeline)
-        daemon.install_signal_handlers()
-        daemon.run()
-        return EXIT_OK
+        finally:
+            pipeline.close()
     finally:
         store.close()
 
@@ -345,6 +359,57 @@ def cmd_sources(args: argparse.Namespace) -> int:
         )  # fmt: skip
     Console(highlight=False).print(table)
     return EXIT_OK
+
+
+# --- deliveries (the outbox) -------------------------------------------------------------
+
+
+def cmd_deliveries(args: argparse.Namespace) -> int:
+    config = _load(args)
+    store = Store(config.database_url)
+    try:
+        rows = store.deliveries(failed_only=args.failed)
+        disabled = {n: s for n, s in store.sink_states().items() if s.status == "disabled"}
+    finally:
+        store.close()
+    if args.json:
+        for d in rows:
+            print(json.dumps({
+                "id": d.id, "sink": d.sink, "rule": d.rule_id, "title": d.title,
+                "status": d.status, "attempts": d.attempts, "last_status": d.last_status,
+                "last_error": d.last_error, "next_attempt": _iso(d.next_attempt_at),
+                "created": _iso(d.created_at), "delivered": _iso(d.delivered_at),
+            }, ensure_ascii=False))  # fmt: skip
+        return EXIT_OK
+    console = Console(highlight=False)
+    for name, state in disabled.items():
+        console.print(f"sink {name} is DISABLED: {state.reason}", markup=False, style="bold red")
+    table = Table(title="Failed deliveries" if args.failed else "Deliveries")
+    for column in ("id", "sink", "rule", "article", "status", "tries", "last error", "next"):
+        table.add_column(column, overflow="fold")
+    for d in rows:
+        table.add_row(
+            d.id, d.sink, d.rule_id, d.title, d.status, str(d.attempts),
+            d.last_error or "", _when(d.next_attempt_at) if d.status == "pending" else "",
+        )  # fmt: skip
+    console.print(table)
+    return EXIT_OK
+
+
+def cmd_redeliver(args: argparse.Namespace) -> int:
+    """Requeue deliveries with their ids unchanged (the receiver sees the same webhook-id);
+    the running daemon, or the next ``run --once``, sends them."""
+    config = _load(args)
+    store = Store(config.database_url)
+    try:
+        done = store.requeue(None if args.failed else list(args.ids), utcnow())
+    finally:
+        store.close()
+    missing = sorted(set(args.ids) - set(done))
+    for ident in missing:
+        print(f"monitor: no delivery {ident!r}", file=sys.stderr)
+    print(f"{len(done)} delivery(ies) queued again")
+    return EXIT_USAGE if missing else EXIT_OK
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 
@@ -63,6 +63,7 @@ class Rule:
     enabled: bool = True
     file: str = ""
     examples: tuple[Example, ...] = ()
+    realert: timedelta | None = None  # at most one alert per window (issue #4); None: no limit
 
 
 @dataclass(frozen=True)

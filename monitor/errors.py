@@ -73,9 +73,21 @@ class ModelError(MonitorError):
 
 
 class DeliveryError(MonitorError):
-    """One sink could not take one alert. ``retryable`` says whether to try again."""
+    """One sink could not take one alert. ``retryable`` says whether to try again.
 
-    def __init__(self, sink: str, message: str, *, retryable: bool = True):
+    ``status_code`` is the receiver's HTTP status (None for network errors),
+    ``retry_after`` the receiver's hint in seconds (Retry-After, Discord's
+    ``retry_after``), and ``gone`` means the destination no longer exists
+    (410, Discord 404): the sink is disabled until its URL changes (G8).
+    """
+
+    def __init__(
+        self, sink: str, message: str, *, retryable: bool = True, status_code: int | None = None,
+        retry_after: float | None = None, gone: bool = False,
+    ):  # fmt: skip
         self.sink = sink
         self.retryable = retryable
+        self.status_code = status_code
+        self.retry_after = retry_after
+        self.gone = gone
         super().__init__(f"{sink}: {message}")

@@ -6,8 +6,10 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "monitor"
-BOTTOM = {"errors", "domain", "units", "tokens", "query", "schedule", "presearch", "nlp"}
-STEPS = {"config", "sources", "match", "store", "sinks", "deliver"}
+BOTTOM = {
+    "errors", "domain", "units", "tokens", "query", "schedule", "presearch", "nlp", "crash",
+}  # fmt: skip
+STEPS = {"config", "sources", "match", "store", "sinks", "deliver", "stories"}
 TOP = {"daemon", "cli", "backtest"}
 
 
