@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import NoReturn
 
 from rich.console import Console
+from rich.progress import MofNCompleteColumn, Progress
 from rich.table import Table
 
 from monitor import __version__
+from monitor.backtest import RuleTally, backtest, score_examples
 from monitor.config import Config, config_path, load_config
 from monitor.daemon import Daemon
 from monitor.domain import Article, Match, Rule, utcnow
@@ -72,7 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--query", help="a query to try (reported as rule id 'query')")
     which.add_argument("--all", action="store_true", help="every enabled rule")
     test.add_argument("--json", action="store_true", help="JSON Lines, one article per line")
-    test.add_argument("paths", nargs="+", metavar="PATH", help="files or folders")
+    test.add_argument("--since", help="backtest on articles stored this far back (e.g. 30d)")
+    test.add_argument("paths", nargs="*", metavar="PATH", help="files or folders")
     test.set_defaults(func=cmd_test_rule)
 
     hits = sub.add_parser("hits", parents=[common], help="list stored hits")
@@ -84,6 +87,17 @@ def _parser() -> argparse.ArgumentParser:
     sources = sub.add_parser("sources", parents=[common], help="each source's state")
     sources.add_argument("--json", action="store_true", help="JSON Lines")
     sources.set_defaults(func=cmd_sources)
+
+    deliveries = sub.add_parser("deliveries", parents=[common], help="the outbox: every delivery")
+    deliveries.add_argument("--failed", action="store_true", help="only failed deliveries")
+    deliveries.add_argument("--json", action="store_true", help="JSON Lines")
+    deliveries.set_defaults(func=cmd_deliveries)
+
+    redeliver = sub.add_parser("redeliver", parents=[common], help="send deliveries again")
+    again = redeliver.add_mutually_exclusive_group(required=True)
+    again.add_argument("ids", nargs="*", default=[], metavar="ID", help="delivery ids")
+    again.add_argument("--failed", action="store_true", help="every failed delivery")
+    redeliver.set_defaults(func=cmd_redeliver)
     return parser
 
 
@@ -99,14 +113,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     store = Store(config.database_url, lock=True)
     try:
         pipeline = Pipeline(config, store, build_sinks(config))
-        if args.once:
-            pipeline.poll_all()
-            pipeline.deliver_due()
+        try:
+            if args.once:
+                pipeline.poll_all()
+                pipeline.deliver_due()
+                return EXIT_OK
+            daemon = Daemon(pipeline)
+            daemon.install_signal_handlers()
+            daemon.run()
             return EXIT_OK
-        daemon = Daemon(pipeline)
-        daemon.install_signal_handlers()
-        daemon.run()
-        return EXIT_OK
+        finally:
+            pipeline.close()
     finally:
         store.close()
 
@@ -119,7 +136,39 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"{len(config.sinks)} sinks, {len(config.entities)} entities, "
         f"{len(config.rules)} rules ({enabled} enabled)"
     )
+    matcher = Matcher(config.rules, config.queries, nlp_model=config.nlp_model)
+    for rule_id, reason in matcher.disabled.items():
+        print(f"rule {rule_id}: disabled: {reason}", file=sys.stderr)
+    return _check_examples(config, matcher)
+
+
+def _check_examples(config: Config, matcher: Matcher) -> int:
+    """Precision and recall of each rule on its own labelled examples; 2 if any disagrees."""
+    scores = score_examples(config.rules, config.queries, matcher)
+    if not scores:
+        return EXIT_OK
+    table = Table(title="Labelled examples")
+    for column in ("rule", "examples", "precision", "recall", "result"):
+        table.add_column(column)
+    for score in scores:
+        total = score.true_positives + score.false_negatives
+        total += score.false_positives + score.true_negatives
+        result = f"skipped: {score.skipped}" if score.skipped else "ok" if score.passed else "FAIL"
+        table.add_row(score.rule_id, str(total), _ratio(score.precision), _ratio(score.recall),
+                      result)  # fmt: skip
+    Console(highlight=False, width=200).print(table)
+    failed = [score for score in scores if not score.passed]
+    for score in failed:
+        for wrong in score.wrong:
+            print(f"rule {score.rule_id}: {wrong}", file=sys.stderr)
+    if failed:
+        print(f"{len(failed)} rule(s) disagree with their own examples", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK
+
+
+def _ratio(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
 
 
 # --- test-rule -----------------------------------------------------------------
@@ -127,8 +176,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_test_rule(args: argparse.Namespace) -> int:
     config = _load(args)
+    if not args.paths and args.since is None:
+        _usage("test-rule needs PATH... or --since")
     rules, queries = _rules_to_test(args, config)
-    matcher = Matcher(rules, queries)
+    matcher = Matcher(rules, queries, nlp_model=config.nlp_model)
+    for rule_id, reason in matcher.disabled.items():
+        print(f"rule {rule_id}: disabled: {reason}", file=sys.stderr)
+    if args.since is not None:
+        return _backtest(args, config, matcher)
     console = Console(highlight=False)
     total = 0
     for path in iter_paths([Path(p) for p in args.paths], _patterns(config)):
@@ -145,6 +200,45 @@ def cmd_test_rule(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"{total} hit(s)")
     return EXIT_OK
+
+
+def _backtest(args: argparse.Namespace, config: Config, matcher: Matcher) -> int:
+    """``test-rule --since``: the rules over stored articles, with a progress bar on stderr."""
+    try:
+        since = utcnow() - parse_duration(args.since)
+    except ValueError as e:
+        _usage(f"--since: {e}")
+    store = Store(config.database_url)
+    err = Console(stderr=True, highlight=False)
+    try:
+        total = store.count_articles(since)
+        columns = (*Progress.get_default_columns(), MofNCompleteColumn())
+        with Progress(*columns, console=err) as progress:
+            task = progress.add_task(f"matching stored articles since {args.since}", total=total)
+
+            def on_article(article_id: int, article: Article, hits: list) -> None:
+                progress.advance(task)
+                if args.json:
+                    line = {"article_id": article_id, "source": article.source,
+                            **_test_line(Path(article.path or ""), article, hits)}  # fmt: skip
+                    line["path"] = article.path or article.url
+                    print(json.dumps(line, ensure_ascii=False))
+
+            tallies = backtest(store, matcher, since, on_article)
+    finally:
+        store.close()
+    if not args.json:
+        _print_tallies(tallies, total, args.since)
+    return EXIT_OK
+
+
+def _print_tallies(tallies: dict[str, RuleTally], total: int, since: str) -> None:
+    table = Table(title=f"Backtest over {total} stored article(s) since {since}")
+    for column in ("rule", "hits", "example titles"):
+        table.add_column(column, overflow="fold")
+    for tally in sorted(tallies.values(), key=lambda t: (-t.hits, t.rule_id)):
+        table.add_row(tally.rule_id, str(tally.hits), "\n".join(tally.titles))
+    Console(highlight=False).print(table)
 
 
 def _rules_to_test(args: argparse.Namespace, config: Config) -> tuple[list[Rule], dict]:
@@ -264,6 +358,57 @@ def cmd_sources(args: argparse.Namespace) -> int:
         )  # fmt: skip
     Console(highlight=False).print(table)
     return EXIT_OK
+
+
+# --- deliveries (the outbox) -------------------------------------------------------------
+
+
+def cmd_deliveries(args: argparse.Namespace) -> int:
+    config = _load(args)
+    store = Store(config.database_url)
+    try:
+        rows = store.deliveries(failed_only=args.failed)
+        disabled = {n: s for n, s in store.sink_states().items() if s.status == "disabled"}
+    finally:
+        store.close()
+    if args.json:
+        for d in rows:
+            print(json.dumps({
+                "id": d.id, "sink": d.sink, "rule": d.rule_id, "title": d.title,
+                "status": d.status, "attempts": d.attempts, "last_status": d.last_status,
+                "last_error": d.last_error, "next_attempt": _iso(d.next_attempt_at),
+                "created": _iso(d.created_at), "delivered": _iso(d.delivered_at),
+            }, ensure_ascii=False))  # fmt: skip
+        return EXIT_OK
+    console = Console(highlight=False)
+    for name, state in disabled.items():
+        console.print(f"sink {name} is DISABLED: {state.reason}", markup=False, style="bold red")
+    table = Table(title="Failed deliveries" if args.failed else "Deliveries")
+    for column in ("id", "sink", "rule", "article", "status", "tries", "last error", "next"):
+        table.add_column(column, overflow="fold")
+    for d in rows:
+        table.add_row(
+            d.id, d.sink, d.rule_id, d.title, d.status, str(d.attempts),
+            d.last_error or "", _when(d.next_attempt_at) if d.status == "pending" else "",
+        )  # fmt: skip
+    console.print(table)
+    return EXIT_OK
+
+
+def cmd_redeliver(args: argparse.Namespace) -> int:
+    """Requeue deliveries with their ids unchanged (the receiver sees the same webhook-id);
+    the running daemon, or the next ``run --once``, sends them."""
+    config = _load(args)
+    store = Store(config.database_url)
+    try:
+        done = store.requeue(None if args.failed else list(args.ids), utcnow())
+    finally:
+        store.close()
+    missing = sorted(set(args.ids) - set(done))
+    for ident in missing:
+        print(f"monitor: no delivery {ident!r}", file=sys.stderr)
+    print(f"{len(done)} delivery(ies) queued again")
+    return EXIT_USAGE if missing else EXIT_OK
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -9,19 +9,26 @@ expands to 43 M nodes), and files over 1 MiB are refused before reading.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import dataclasses
 import glob
 import hashlib
+import ipaddress
 import os
 import re
+import zoneinfo
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import yaml
+from apscheduler.triggers.cron import CronTrigger
 
-from monitor.domain import Entity, Rule, Severity
+from monitor.domain import Entity, Example, Rule, Severity
 from monitor.errors import ConfigError, Problem, QueryError
 from monitor.query import Query, parse_query
 from monitor.units import parse_duration, parse_size
@@ -55,7 +62,20 @@ class SinkConfig:
     name: str
     type: str
     url: str | None = None
-    secret: str | None = field(default=None, repr=False)  # never printed or logged
+    # Signing secrets, newest first; two during a rotation. Never printed or logged.
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+    # Delivery (issue #4): retry delays after the first attempt (None: the default schedule),
+    # HTTP timeout, digest cron and its timezone, minimum gap between sends, SSRF opt-in.
+    retry: tuple[timedelta, ...] | None = None
+    timeout: timedelta = timedelta(seconds=15)
+    digest: str | None = None
+    timezone: str = "UTC"
+    min_interval: timedelta | None = None
+    allow_private_networks: bool = False
+
+    @property
+    def secret(self) -> str | None:
+        return self.secrets[0] if self.secrets else None
 
 
 @dataclass(frozen=True)
@@ -331,7 +351,7 @@ class _Builder:
     def sinks(self, value: Any) -> tuple[SinkConfig, ...]:
         if value is None:
             return (SinkConfig("console", "console"),)
-        allowed = {"name": True, "type": True, "url": False, "secret": False}
+        allowed = {"name": True, "type": True, "url": False, "secret": False, **_SINK_DELIVERY_KEYS}
         sinks: list[SinkConfig] = []
         for place, item in _items(self.c, value, "sinks"):
             raw = self.c.mapping(item, place, allowed)
@@ -346,12 +366,20 @@ class _Builder:
                 self.c.problem(f"{place}.url", f"a {kind} sink needs a url")
             if url and not re.match(r"^https?://[^\s/]+", url):
                 self.c.problem(f"{place}.url", f"must be an http(s) URL, got {url!r}")
-            secret = raw.get("secret")
-            secret = self.c.string(secret, f"{place}.secret") if secret is not None else None
             if any(s.name == name for s in sinks):
                 self.c.problem(f"{place}.name", f"duplicate sink name {name!r}")
-            sinks.append(SinkConfig(name, kind, url or None, secret or None))
+            sink = SinkConfig(name, kind, url or None)
+            sinks.append(_sink_delivery(self.c, raw, place, sink, self.private_ok(raw, place)))
         return tuple(sinks)
+
+    def private_ok(self, raw: dict[str, Any], place: str) -> bool:
+        """A sink may reach private addresses if it or ``fetch:`` opts in (G2)."""
+        own = raw.get("allow_private_networks")
+        if own is not None:
+            return self.c.boolean(own, f"{place}.allow_private_networks")
+        fetch = self.raw.get("fetch")
+        value = fetch.get("allow_private_networks") if isinstance(fetch, dict) else None
+        return isinstance(value, bool) and value
 
     def sources(self, value: Any) -> tuple[tuple[FeedConfig, ...], tuple[FolderConfig, ...]]:
         raw = self.c.mapping(value, "sources", {"feeds": False, "folders": False})
@@ -421,11 +449,112 @@ class _Builder:
         )
 
 
+# --- sink delivery keys (issue #4) -------------------------------------------------
+
+_SINK_DELIVERY_KEYS = {
+    "retry": False, "timeout": False, "digest": False, "timezone": False,
+    "min_interval": False, "allow_private_networks": False,
+}  # fmt: skip
+
+
+def _sink_delivery(
+    c: _Checker, raw: dict[str, Any], place: str, sink: SinkConfig, private_ok: bool
+) -> SinkConfig:
+    """Secrets, retry schedule, timeout, digest, rate limit and the SSRF check of one sink."""
+    secrets = _secrets(c, raw.get("secret"), f"{place}.secret", sink.type)
+    retry = None
+    if raw.get("retry") is not None:
+        retry = tuple(
+            c.convert(v, f"{place}.retry[{i}]", parse_duration, timedelta(seconds=5))
+            for i, v in enumerate(c.strings(raw["retry"], f"{place}.retry"))
+        )
+    timeout = c.convert(raw.get("timeout", "15s"), f"{place}.timeout", parse_duration,
+                        timedelta(seconds=15))  # fmt: skip
+    min_interval = None
+    if raw.get("min_interval") is not None:
+        min_interval = c.convert(raw["min_interval"], f"{place}.min_interval", parse_duration, None)
+    digest = c.string(raw["digest"], f"{place}.digest") if raw.get("digest") else None
+    timezone = c.string(raw.get("timezone", "UTC"), f"{place}.timezone")
+    _check_schedule(c, place, sink.type, digest, timezone)
+    if sink.url and not private_ok and _is_private_literal(sink.url):
+        c.problem(f"{place}.url", "refers to a private, loopback or link-local address; set "
+                  "allow_private_networks: true on the sink to allow it")  # fmt: skip
+    return dataclasses.replace(
+        sink, secrets=secrets, retry=retry, timeout=timeout, digest=digest, timezone=timezone,
+        min_interval=min_interval, allow_private_networks=private_ok,
+    )  # fmt: skip
+
+
+def _secrets(c: _Checker, value: Any, place: str, kind: str) -> tuple[str, ...]:
+    """``secret: X`` or ``secret: [new, old]`` (rotation). Contract 4 lets a webhook go
+    unsigned (``secret: "${OPS_SECRET:-}"``), so a missing one is a logged warning, but a
+    short or malformed one is an error (C6). Problems never show the secret."""
+    texts = c.strings(value, place) if value is not None else ()
+    texts = tuple(t for t in texts if t)
+    if kind != "webhook" and texts:
+        c.problem(place, f"only webhook sinks are signed; a {kind} sink takes no secret")
+    if len(texts) > 2:
+        c.problem(place, "at most two secrets (the new one and the old one during a rotation)")
+    for i, text in enumerate(texts):
+        problem = _secret_problem(text)
+        if problem:
+            c.problem(f"{place}[{i}]" if len(texts) > 1 else place, problem)
+    return texts
+
+
+def _secret_problem(text: str) -> str | None:
+    if text.startswith("whsec_"):
+        try:
+            key = base64.b64decode(text[6:], validate=True)
+        except (binascii.Error, ValueError):
+            return "a whsec_ secret must be base64 after the prefix"
+    else:
+        key = text.encode("utf-8")
+    if not 24 <= len(key) <= 64:
+        return f"a secret must be 24–64 bytes, this one is {len(key)}"
+    return None
+
+
+def _check_schedule(c: _Checker, place: str, kind: str, digest: str | None, tz: str) -> None:
+    try:
+        zone = zoneinfo.ZoneInfo(tz)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        c.problem(f"{place}.timezone", f"unknown time zone {tz!r}")
+        zone = None
+    if digest is None:
+        return
+    if kind == "webhook":
+        c.problem(f"{place}.digest", "webhook sinks send one hit per request (contract 4); "
+                  "use digest on slack, discord or console sinks")  # fmt: skip
+    try:
+        CronTrigger.from_crontab(digest, timezone=zone or "UTC")
+    except ValueError as e:
+        c.problem(f"{place}.digest", f"not a cron expression ({e})")
+
+
+def _is_private_literal(url: str) -> bool:
+    """At load we can only judge IP literals and localhost; names are checked at connect."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None) or address
+    return bool(
+        mapped.is_private or mapped.is_loopback or mapped.is_link_local or mapped.is_unspecified
+        or mapped.is_multicast or mapped.is_reserved
+        or mapped in ipaddress.ip_network("100.64.0.0/10")
+    )  # fmt: skip
+
+
 # --- watchlists ---------------------------------------------------------------------
 
 _RULE_KEYS = {
     "id": True, "title": False, "query": True, "notify": False, "sources": False,
-    "tags": False, "severity": False, "enabled": False,
+    "tags": False, "severity": False, "enabled": False, "examples": False,
+    "realert": False,
 }  # fmt: skip
 _ENTITY_KEYS = {"id": True, "name": True, "aliases": False}
 
@@ -445,8 +574,10 @@ def _load_watchlists(
 ) -> tuple[dict[str, Entity], tuple[Rule, ...], dict[str, Query]]:
     """Entities first (rules of any file may use any entity), then rules."""
     docs = []
+    path_of: dict[str, Path] = {}
     for path in _watchlist_files(builder, value):
         shown = os.path.relpath(path, builder.base)
+        path_of[shown] = path
         c = builder.c.for_file(shown)
         raw = _read_yaml(path, c)
         if raw is None:
@@ -465,6 +596,9 @@ def _load_watchlists(
     for shown, c, doc in docs:
         for place, item in _items(c, doc.get("rules"), "rules"):
             rule = _rule(c, item, place, shown, notify, sinks, sources)
+            if rule is not None and isinstance(item, dict) and "examples" in item:
+                examples = _examples(c, item["examples"], f"{place}.examples", path_of[shown])
+                rule = replace(rule, examples=examples)
             if rule is None:
                 continue
             if rule.id in rules:
@@ -522,4 +656,34 @@ def _rule(
         severity=Severity(severity),
         enabled=c.boolean(raw.get("enabled", True), f"{place}.enabled"),
         file=file,
+        realert=(
+            c.convert(raw["realert"], f"{place}.realert", parse_duration, None)
+            if raw.get("realert") is not None
+            else None
+        ),
     )
+
+
+# --- labelled examples ----------------------------------------------------------------
+
+# An example that looks like a file name is a file, relative to its watchlist.
+_EXAMPLE_FILE = re.compile(r"^[^\n]+\.(txt|md|html|json)$", re.IGNORECASE)
+
+
+def _examples(c: _Checker, value: Any, place: str, watchlist: Path) -> tuple[Example, ...]:
+    """``examples: {match: [...], no_match: [...]}``: texts, or files beside the watchlist."""
+    raw = c.mapping(value, place, {"match": False, "no_match": False})
+    examples = []
+    for key, expected in (("match", True), ("no_match", False)):
+        for item_place, item in _items(c, raw.get(key), f"{place}.{key}"):
+            text = c.string(item, item_place)
+            if not text.strip():
+                c.problem(item_place, "empty example")
+            elif _EXAMPLE_FILE.match(text.strip()):
+                path = (watchlist.parent / text.strip()).resolve()
+                if not path.is_file():
+                    c.problem(item_place, f"example file {text.strip()!r} not found at {path}")
+                examples.append(Example(expected, path=str(path), place=item_place))
+            else:
+                examples.append(Example(expected, text=text, place=item_place))
+    return tuple(examples)

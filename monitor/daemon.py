@@ -7,16 +7,19 @@ decides *what* is due. A tick that fails is logged and the next one runs.
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import threading
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
 
 from monitor.pipeline import Pipeline
 
@@ -39,12 +42,13 @@ class Daemon:
         """Run until ``stop()`` (or SIGTERM/SIGINT through ``install_signal_handlers``)."""
         for name, tick in (
             ("poll", self.pipeline.poll_due),
-            ("deliver", self.pipeline.deliver_due),
+            ("deliver", lambda: self.pipeline.deliver_due(wait=False)),
         ):
             self.scheduler.add_job(
                 _guarded(name, tick), "interval", seconds=self.tick_seconds, id=name,
                 next_run_time=self.pipeline.clock(),
             )  # fmt: skip
+        self.add_digest_jobs()
         self.scheduler.start()
         log.info("daemon started sources=%d rules=%d", len(self.pipeline.config.source_names),
                  len(self.pipeline.config.rules))  # fmt: skip
@@ -52,6 +56,18 @@ class Daemon:
         log.info("daemon stopping")
         self.scheduler.shutdown(wait=True)  # let a running tick finish its transaction
         log.info("daemon stopped")
+
+    def add_digest_jobs(self) -> None:
+        """One cron job per digest sink (``digest: "0 8 * * *"``, ``timezone: Asia/Seoul``).
+
+        The cron trigger only says when; what is sent is every pending delivery of that sink in
+        the database, so a digest missed while the daemon was down goes out with the next one.
+        """
+        for sink, (cron, timezone) in self.pipeline.digests().items():
+            self.scheduler.add_job(
+                _guarded(f"digest:{sink}", functools.partial(self.pipeline.send_digest, sink)),
+                CronTrigger.from_crontab(cron, timezone=ZoneInfo(timezone)), id=f"digest:{sink}",
+            )  # fmt: skip
 
     def stop(self) -> None:
         self.stopping.set()

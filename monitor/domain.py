@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 
@@ -36,6 +36,20 @@ class Entity:
 
 
 @dataclass(frozen=True)
+class Example:
+    """A labelled example of a rule: text that should (``expected``) or should not match it.
+
+    Either ``text`` (its first line is the title) or ``path``, a file read as
+    the folder source reads it. ``place`` is where it was written, for messages.
+    """
+
+    expected: bool
+    text: str | None = None
+    path: str | None = None
+    place: str = ""
+
+
+@dataclass(frozen=True)
 class Rule:
     """A watch rule as written in a watchlist; ``query`` is the source text."""
 
@@ -48,6 +62,8 @@ class Rule:
     severity: Severity = Severity.MEDIUM
     enabled: bool = True
     file: str = ""
+    examples: tuple[Example, ...] = ()
+    realert: timedelta | None = None  # at most one alert per window (issue #4); None: no limit
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@
     ├── SourceError        one source could not be read (the loop goes on)
     ├── StorageError       the database refused or is held by another process
     │   └── LeaseLost      another replica took over a row we were working on
+    ├── ModelError         the configured spaCy pipeline (nlp.model) cannot be loaded
     └── DeliveryError      one sink could not take one alert
 
 Foreign errors are translated once, where they enter (``raise ... from e``).
@@ -73,10 +74,30 @@ class LeaseLost(StorageError):
         super().__init__(f"lease_lost {kind}={key} token={token}")
 
 
-class DeliveryError(MonitorError):
-    """One sink could not take one alert. ``retryable`` says whether to try again."""
+class ModelError(MonitorError):
+    """The spaCy pipeline named by ``nlp.model`` is not installed or cannot be loaded."""
 
-    def __init__(self, sink: str, message: str, *, retryable: bool = True):
+    def __init__(self, model: str, message: str):
+        self.model = model
+        super().__init__(message)
+
+
+class DeliveryError(MonitorError):
+    """One sink could not take one alert. ``retryable`` says whether to try again.
+
+    ``status_code`` is the receiver's HTTP status (None for network errors),
+    ``retry_after`` the receiver's hint in seconds (Retry-After, Discord's
+    ``retry_after``), and ``gone`` means the destination no longer exists
+    (410, Discord 404): the sink is disabled until its URL changes (G8).
+    """
+
+    def __init__(
+        self, sink: str, message: str, *, retryable: bool = True, status_code: int | None = None,
+        retry_after: float | None = None, gone: bool = False,
+    ):  # fmt: skip
         self.sink = sink
         self.retryable = retryable
+        self.status_code = status_code
+        self.retry_after = retry_after
+        self.gone = gone
         super().__init__(f"{sink}: {message}")

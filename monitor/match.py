@@ -37,6 +37,9 @@ apostrophe, dot...) separates tokens and is skipped. So "Park Byung-hwan" and
                            a filter, it matches no text)
 ``entity:id``              any of the entity's name and aliases, as phrases;
                            one span per mention, its longest name
+``person:X`` ``org:X``     X counts only inside a named entity labelled
+``gpe:X``                  PERSON, ORG or GPE by the ``nlp.model`` pipeline
+                           (rules using them are disabled without a model)
 =========================  ==================================================
 
 Operators are uppercase; ``and``, ``or``, ``near`` are ordinary words. NEAR
@@ -53,20 +56,40 @@ in a satisfying pair. A phrase occurrence is one span, first token to last.
 
 from __future__ import annotations
 
+import logging
+import sys
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping
 from heapq import merge
 
 from monitor.domain import Article, Hit, Match, Rule
-from monitor.query import And, EntityRef, Near, Node, Not, Or, Phrase, Query, Source, Term, Title
-from monitor.tokens import TokenizedText
+from monitor.errors import ModelError
+from monitor.nlp import EntityRecognizer
+from monitor.presearch import PresearchIndex
+from monitor.query import (
+    And,
+    EntityRef,
+    Near,
+    Node,
+    Not,
+    Or,
+    Phrase,
+    Query,
+    Scope,
+    Source,
+    Term,
+    Title,
+)
+from monitor.tokens import Recognizer, TokenizedText
+
+log = logging.getLogger("monitor.match")
 
 Occurrence = tuple[int, int]  # first and last token index
 
 
 def evaluate(query: Query, text: TokenizedText, source_name: str) -> tuple[Match, ...] | None:
     """The spans that make ``query`` true on ``text``, sorted; None when it is false."""
-    found = _Evaluator(text, source_name).eval(query.root, title_only=False)
+    found = _Evaluator(text, source_name).eval(query.root, EVERYWHERE)
     if found is None:
         return None
     starts, ends, raw = text.starts, text.ends, text.text
@@ -77,30 +100,83 @@ def evaluate(query: Query, text: TokenizedText, source_name: str) -> tuple[Match
 def match_article(rules: Iterable[tuple[Rule, Query]], article: Article) -> list[Hit]:
     """The hits of enabled rules whose source filter admits ``article``, by rule id.
 
-    The article is tokenised once; term lookups are shared between rules.
+    Every rule is evaluated (no presearch): the reference ``Matcher`` must agree with.
     """
     text = TokenizedText.from_article(article)
+    return _hits(rules, text, article.source)
+
+
+def _hits(rules: Iterable[tuple[Rule, Query]], text: TokenizedText, source: str) -> list[Hit]:
     hits = []
     for rule, query in rules:
-        if not rule.enabled or (rule.sources and article.source not in rule.sources):
+        if not rule.enabled or (rule.sources and source not in rule.sources):
             continue
-        found = evaluate(query, text, article.source)
+        found = evaluate(query, text, source)
         if found is not None:
             hits.append(Hit(rule, found))
     return sorted(hits, key=lambda hit: hit.rule.id)
 
 
 class Matcher:
-    """Compiled watch rules: each rule paired with its parsed query.
+    """Compiled watch rules: a presearch index over their required terms, and their queries.
 
-    This is where a presearch index over the rules' terms will go.
+    Per article the text is tokenised once, its distinct tokens are looked up
+    in the index (``monitor.presearch``) and only the candidate rules are
+    evaluated; results are identical to ``match_article`` over every rule.
+    Sentences and named entities are computed lazily, so only a candidate
+    that needs them pays. Rules whose queries use ``person:``/``org:``/``gpe:``
+    need ``nlp_model``; without one (or if it cannot load) they are left out
+    and listed in ``disabled`` with the reason.
     """
 
-    def __init__(self, rules: Iterable[Rule], queries: Mapping[str, Query]):
+    def __init__(
+        self,
+        rules: Iterable[Rule],
+        queries: Mapping[str, Query],
+        nlp_model: str | None = None,
+        recognizer: Recognizer | None = None,
+    ):
         self.rules = [(rule, queries[rule.id]) for rule in rules]
+        self.disabled: dict[str, str] = {}
+        self.recognizer = recognizer
+        needs_model = [r.id for r, q in self.rules if r.enabled and q.entity_labels]
+        if needs_model and recognizer is None:
+            self.recognizer = self._load_recognizer(nlp_model, needs_model)
+        active = [
+            (rule, query)
+            for rule, query in self.rules
+            if rule.enabled and rule.id not in self.disabled
+        ]
+        self.active = active
+        self.index = PresearchIndex([query for _, query in active])
+
+    def _load_recognizer(self, model: str | None, rule_ids: list[str]) -> Recognizer | None:
+        if model is None:
+            reason = "needs a named-entity model (set nlp.model to an installed spaCy pipeline)"
+        else:
+            try:
+                return EntityRecognizer(model)
+            except ModelError as e:
+                reason = f"needs nlp.model, which cannot be loaded: {e}"
+        for rule_id in rule_ids:
+            self.disabled[rule_id] = reason
+            log.warning("rule disabled rule=%s reason=%r", rule_id, reason)
+        return None
 
     def match(self, article: Article) -> list[Hit]:
-        return match_article(self.rules, article)
+        return self.match_text(TokenizedText.from_article(article), article.source)
+
+    def match_text(self, text: TokenizedText, source: str) -> list[Hit]:
+        """Hits on an already tokenised text, evaluating only the index's candidates."""
+        text.recognizer = self.recognizer
+        active = self.active
+        candidates = sorted(self.index.candidates(text.positions.keys()))
+        return _hits((active[i] for i in candidates), text, source)
+
+
+# Where an operand is looked for: (title only?, spaCy entity label or None).
+Zone = tuple[bool, str | None]
+EVERYWHERE: Zone = (False, None)
 
 
 class _Evaluator:
@@ -108,42 +184,44 @@ class _Evaluator:
         self.text = text
         self.source = source_name.casefold()
 
-    def eval(self, node: Node, title_only: bool) -> list[Occurrence] | None:
+    def eval(self, node: Node, zone: Zone) -> list[Occurrence] | None:
         """The occurrences that make ``node`` true, or None when it is false."""
         if isinstance(node, Term | Phrase | EntityRef):
-            return self.occurrences(node, title_only) or None
+            return self.occurrences(node, zone) or None
         if isinstance(node, And):
             found: list[Occurrence] = []
             for child in node.children:
-                part = self.eval(child, title_only)
+                part = self.eval(child, zone)
                 if part is None:
                     return None
                 found += part
             return found
         if isinstance(node, Or):
-            parts = [self.eval(child, title_only) for child in node.children]
+            parts = [self.eval(child, zone) for child in node.children]
             true_parts = [part for part in parts if part is not None]
             return [occ for part in true_parts for occ in part] if true_parts else None
         if isinstance(node, Not):
-            return [] if self.eval(node.child, title_only) is None else None
+            return [] if self.eval(node.child, zone) is None else None
         if isinstance(node, Near):
-            return self.near(node, title_only)
+            return self.near(node, zone)
         if isinstance(node, Title):
-            return self.eval(node.child, title_only=True)
+            return self.eval(node.child, (True, zone[1]))
+        if isinstance(node, Scope):
+            return self.eval(node.child, (zone[0], node.label))
         assert isinstance(node, Source)
         return [] if node.name.casefold() == self.source else None
 
-    def operand(self, node: Node, title_only: bool) -> list[Occurrence]:
+    def operand(self, node: Node, zone: Zone) -> list[Occurrence]:
         """A NEAR operand's occurrences, sorted: a term, phrase, entity or OR of those."""
         if isinstance(node, Or):
-            parts = [self.operand(child, title_only) for child in node.children]
+            parts = [self.operand(child, zone) for child in node.children]
             return sorted(set(merge(*parts)))
         assert isinstance(node, Term | Phrase | EntityRef)
-        return self.occurrences(node, title_only)
+        return self.occurrences(node, zone)
 
-    def near(self, node: Near, title_only: bool) -> list[Occurrence] | None:
-        left = self.operand(node.left, title_only)
-        right = self.operand(node.right, title_only)
+    def near(self, node: Near, zone: Zone) -> list[Occurrence] | None:
+        left = self.operand(node.left, zone)
+        right = self.operand(node.right, zone)
         if not left or not right:
             return None
         if node.kind == "n":
@@ -154,16 +232,21 @@ class _Evaluator:
                 used_left |= back_left
                 used_right |= back_right
         else:
-            units = self.text.sentences if node.kind == "S" else self.text.paragraphs
+            paragraphs = self.text.paragraphs
+            # No sentence crosses a paragraph (monitor.tokens): with no pair in one
+            # paragraph the spaCy sentencizer (~2.4x the cost of tokenising) never runs.
+            if node.kind == "S" and not _partnered(left, right, paragraphs):
+                return None
+            units = self.text.sentences if node.kind == "S" else paragraphs
             used_left = _partnered(left, right, units)
             used_right = _partnered(right, left, units)
         if not used_left:
             return None
         return [left[i] for i in used_left] + [right[j] for j in used_right]
 
-    def occurrences(self, node: Term | Phrase | EntityRef, title_only: bool) -> list[Occurrence]:
+    def occurrences(self, node: Term | Phrase | EntityRef, zone: Zone) -> list[Occurrence]:
         """Sorted occurrences, memoised on the text so rules sharing a term share the work."""
-        key = (node, title_only)
+        key = (node, zone)
         memo = self.text.memo
         if key not in memo:
             if isinstance(node, Term):
@@ -172,19 +255,37 @@ class _Evaluator:
                 found = _phrase(self.text, node)
             else:
                 found = _outermost(merge(*(_phrase(self.text, p) for p in node.names)))
+            title_only, label = zone
             if title_only:
                 found = found[: bisect_left(found, (self.text.title_count, -1))]
                 found = [occ for occ in found if occ[1] < self.text.title_count]
+            if label is not None:
+                found = _inside(found, self.text.entity_spans.get(label, []))
             memo[key] = found
         result: list[Occurrence] = memo[key]
         return result
 
 
+def _inside(found: list[Occurrence], spans: list[Occurrence]) -> list[Occurrence]:
+    """The occurrences lying wholly inside one of ``spans`` (sorted, non-overlapping entities)."""
+    kept = []
+    for first, last in found:
+        i = bisect_right(spans, (first, sys.maxsize)) - 1
+        if i >= 0 and spans[i][0] <= first and last <= spans[i][1]:
+            kept.append((first, last))
+    return kept
+
+
 def _term(text: TokenizedText, term: Term) -> list[Occurrence]:
     key = term.word.casefold() if term.case_sensitive else term.word
     if term.prefix:
-        # One pass over the article's distinct tokens, not over its every token.
-        lists = [pos for word, pos in text.positions.items() if word.startswith(key)]
+        # The words starting with the prefix are one run of the sorted distinct words.
+        words, positions_of = text.sorted_words, text.positions
+        lists = []
+        for i in range(bisect_left(words, key), len(words)):
+            if not words[i].startswith(key):
+                break
+            lists.append(positions_of[words[i]])
         positions = list(merge(*lists))
     else:
         positions = text.positions.get(key, [])

@@ -17,15 +17,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from monitor import schedule
-from monitor.config import Config
-from monitor.deliver import DeliveryReport, deliver_due
+from monitor.config import Config, SinkConfig
+from monitor.crash import crash_point
+from monitor.deliver import Deliverer, DeliveryReport, SinkPolicy
 from monitor.domain import Article, Hit, PollOutcome, utcnow
 from monitor.errors import SourceError
 from monitor.match import Matcher
 from monitor.sinks import Sink
+from monitor.sinks.chat import DiscordSink, SlackSink
 from monitor.sinks.console import ConsoleSink
+from monitor.sinks.http import AlertClient
+from monitor.sinks.webhook import WebhookSink
 from monitor.sources.folder import FolderScanner
 from monitor.store import Store
+from monitor.stories import StoryIndex
 
 log = logging.getLogger("monitor.pipeline")
 
@@ -53,7 +58,7 @@ class Pipeline:
         self.store = store
         self.sinks = sinks
         self.clock = clock
-        self.matcher = Matcher(config.rules, config.queries)
+        self.matcher = Matcher(config.rules, config.queries, nlp_model=config.nlp_model)
         self.rules = {rule.id: rule for rule in config.rules}
         self.scanners = {
             f.name: FolderScanner(f.name, f.path, f.patterns, max_bytes=f.max_file_size)
@@ -62,6 +67,10 @@ class Pipeline:
         sources = [(f.name, "folder", str(f.path)) for f in config.folders]
         sources += [(f.name, "feed", f.url) for f in config.feeds]
         store.sync_sources(sources, self.clock())
+        # Near-duplicate index, rebuilt from the stored signatures (one alert per story).
+        self.stories = StoryIndex()
+        self.stories.load(store.story_signatures())
+        self.deliverer = Deliverer(store, sinks, self.rules, sink_policies(config))
 
     # --- polling ------------------------------------------------------------------
 
@@ -110,7 +119,15 @@ class Pipeline:
             articles=matched,
             next_poll_at=schedule.next_poll_after_success(now, self.interval(name)),
         )
-        stored = self.store.save_poll(outcome, now, self.sinks_for)
+        try:
+            stored = self.store.save_poll(outcome, now, self.sinks_for, self.stories)
+        except Exception:
+            # The transaction rolled back: the in-memory index may hold signatures it never
+            # stored, so rebuild it from the database before anything else is clustered.
+            self.stories = StoryIndex()
+            self.stories.load(self.store.story_signatures())
+            raise
+        crash_point("after_commit")
         summary.new_articles = len(stored)
         summary.hits = sum(len(hits) for _, hits in matched)
         if stored:
@@ -137,17 +154,62 @@ class Pipeline:
 
     # --- delivering -------------------------------------------------------------
 
-    def deliver_due(self) -> DeliveryReport:
-        return deliver_due(self.store, self.sinks, self.rules, self.clock())
+    def deliver_due(self, *, wait: bool = True) -> DeliveryReport:
+        return self.deliverer.deliver_due(self.clock(), wait=wait)
+
+    def digests(self) -> dict[str, tuple[str, str]]:
+        """Digest sinks: name -> (cron expression, time zone), for the daemon's cron jobs."""
+        return {s.name: (s.digest, s.timezone) for s in self.config.sinks if s.digest}
+
+    def send_digest(self, sink: str) -> DeliveryReport:
+        return self.deliverer.send_digest(sink, self.clock())
+
+    def close(self) -> None:
+        """Let in-flight sends finish and record their outcome."""
+        self.deliverer.close()
 
 
-def build_sinks(config: Config) -> dict[str, Sink]:
-    """One sink object per configured sink that this version can send to."""
+def build_sinks(config: Config, client: AlertClient | None = None) -> dict[str, Sink]:
+    """One sink object per configured sink; the HTTP sinks share one client."""
+    client = client or AlertClient()
     sinks: dict[str, Sink] = {}
     for sink in config.sinks:
         if sink.type == "console":
             sinks[sink.name] = ConsoleSink(sink.name)
+        elif sink.type == "webhook" and sink.url:
+            if not sink.secrets:
+                log.warning("webhook sink is unsigned sink=%s (set its secret)", sink.name)
+            sinks[sink.name] = WebhookSink(
+                sink.name, sink.url, sink.secrets, client, timeout=sink.timeout.total_seconds(),
+                allow_private=sink.allow_private_networks,
+            )  # fmt: skip
+        elif sink.url:
+            chat = SlackSink if sink.type == "slack" else DiscordSink
+            sinks[sink.name] = chat(
+                sink.name, sink.url, client, timeout=sink.timeout.total_seconds(),
+                allow_private=sink.allow_private_networks, min_interval=_seconds(sink),
+            )  # fmt: skip
     return sinks
+
+
+def sink_policies(config: Config) -> dict[str, SinkPolicy]:
+    """Each sink's retry schedule, rate limit and digest flag, from its config."""
+    policies = {}
+    for sink in config.sinks:
+        default = SinkPolicy()
+        interval = _seconds(sink)
+        if interval is None:
+            interval = 1.0 if sink.type in ("slack", "discord") else 0.0
+        policies[sink.name] = SinkPolicy(
+            schedule=sink.retry if sink.retry is not None else default.schedule,
+            min_interval=interval,
+            digest=sink.digest is not None,
+        )
+    return policies
+
+
+def _seconds(sink: SinkConfig) -> float | None:
+    return sink.min_interval.total_seconds() if sink.min_interval is not None else None
 
 
 def _unique(articles: Iterable[Article]) -> list[Article]:

@@ -100,7 +100,19 @@ class Source(_Node):
     name: str
 
 
-Node: TypeAlias = Term | Phrase | EntityRef | And | Or | Not | Near | Title | Source
+@dataclass(frozen=True)
+class Scope(_Node):
+    """``person:X``, ``org:X``, ``gpe:X``: X counts only inside a named entity with ``label``.
+
+    Named entities come from the statistical pipeline named by ``nlp.model``;
+    a rule using a scope is disabled when no model is configured or loadable.
+    """
+
+    label: str  # the spaCy label: PERSON, ORG or GPE
+    child: Node
+
+
+Node: TypeAlias = Term | Phrase | EntityRef | And | Or | Not | Near | Title | Source | Scope
 
 
 def walk(node: Node) -> Iterator[Node]:
@@ -109,7 +121,7 @@ def walk(node: Node) -> Iterator[Node]:
     if isinstance(node, And | Or):
         for child in node.children:
             yield from walk(child)
-    elif isinstance(node, Not | Title):
+    elif isinstance(node, Not | Title | Scope):
         yield from walk(node.child)
     elif isinstance(node, Near):
         yield from walk(node.left)
@@ -124,11 +136,14 @@ class Query:
     text: str
     needs_sentences: bool = field(init=False)
     needs_paragraphs: bool = field(init=False)
+    entity_labels: frozenset[str] = field(init=False)  # non-empty: needs an NLP model
 
     def __post_init__(self) -> None:
         kinds = {n.kind for n in walk(self.root) if isinstance(n, Near)}
         object.__setattr__(self, "needs_sentences", "S" in kinds)
         object.__setattr__(self, "needs_paragraphs", "P" in kinds)
+        labels = frozenset(n.label for n in walk(self.root) if isinstance(n, Scope))
+        object.__setattr__(self, "entity_labels", labels)
 
 
 def parse_query(text: str, entities: Mapping[str, Entity] | None = None) -> Query:
@@ -375,10 +390,32 @@ def _entity_field(parser: _Parser, lex: Lex) -> Node:
     return EntityRef(entity.id, names, column=lex.column)
 
 
+def _scope_field(label: str) -> Callable[[_Parser, Lex], Node]:
+    """A handler for ``person:``, ``org:`` or ``gpe:``: a word, phrase, group or entity inside."""
+
+    def handler(parser: _Parser, lex: Lex) -> Node:
+        name = lex.text.lower()
+        expected = f"a word, phrase, group or entity after '{name}:'"
+        parser.adjacent(lex, expected, ("word", "phrase", "=", "(", "field"))
+        child = parser.primary()
+        for node in walk(child):
+            if isinstance(node, Source | Title | Scope):
+                field_name = "source:" if isinstance(node, Source) else "title: or another scope"
+                raise QueryError(node.column, f"{name}: cannot contain {field_name}")
+        return Scope(label, child, column=lex.column)
+
+    return handler
+
+
+# Entity scopes and the spaCy labels they stand for (OntoNotes labels, which
+# en_core_web_* pipelines and our entity-ruler test pipelines use).
+ENTITY_SCOPES = {"person": "PERSON", "org": "ORG", "gpe": "GPE"}
+
 FIELDS: dict[str, Callable[[_Parser, Lex], Node]] = {
     "title": _title_field,
     "source": _source_field,
     "entity": _entity_field,
+    **{name: _scope_field(label) for name, label in ENTITY_SCOPES.items()},
 }
 
 
@@ -392,7 +429,7 @@ def _free_branch(node: Node) -> Node | None:
         return None
     if isinstance(node, Source | Not):
         return node
-    if isinstance(node, Title):
+    if isinstance(node, Title | Scope):
         return _free_branch(node.child)
     branches = [_free_branch(child) for child in node.children]
     if isinstance(node, And):

@@ -21,10 +21,14 @@ import re
 import sys
 import threading
 import unicodedata
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable
 from functools import cached_property, lru_cache
 from itertools import accumulate
 from typing import Any, NamedTuple, Protocol
+
+# A named-entity recogniser: text -> (start char, end char, label) per entity (monitor.nlp).
+Recognizer = Callable[[str], list[tuple[int, int, str]]]
 
 
 def _ranges(code_points: list[int]) -> str:
@@ -62,6 +66,9 @@ _MARKS, _ACCENT_MARKS, _MARK_SPAN = _mark_classes()
 # lookahead spares the long mark class (a linear scan of ranges in `re`) at the
 # usual end of a token, a space or ASCII punctuation: it halves the time.
 _TOKEN = re.compile(rf"([^\W_]+(?:(?=[{_MARK_SPAN}])[{_MARKS}]+[^\W_]*)*)")
+# ASCII text has no marks and its letters and digits are exactly [A-Za-z0-9]:
+# the same tokens, found ~30 % faster than through the Unicode classes above.
+_ASCII_TOKEN = re.compile(r"([A-Za-z0-9]+)")
 _ACCENTS = re.compile(rf"[{_ACCENT_MARKS}]+")
 _LINE_BREAK = re.compile(r"[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
 
@@ -94,7 +101,8 @@ def fold(word: str) -> str:
 
 def _scan(text: str) -> tuple[list[int], list[int], list[str]]:
     """Token starts, ends and words; split, map and accumulate keep the loop in C."""
-    parts = _TOKEN.split(text)  # separator, token, separator, ..., token, separator
+    pattern = _ASCII_TOKEN if text.isascii() else _TOKEN
+    parts = pattern.split(text)  # separator, token, separator, ..., token, separator
     offsets = list(accumulate(map(len, parts), initial=0))
     return offsets[1:-1:2], offsets[2:-1:2], parts[1::2]
 
@@ -136,6 +144,9 @@ class TokenizedText:
             positions.setdefault(word, []).append(i)
         self.positions = positions
         self.memo: dict[Any, Any] = {}
+        # Set by the matcher when a rule with an entity scope (person: ...) is a
+        # candidate; nothing runs a model until ``entity_spans`` is read.
+        self.recognizer: Recognizer | None = None
 
     @classmethod
     def from_parts(cls, title: str, body: str) -> TokenizedText:
@@ -161,6 +172,11 @@ class TokenizedText:
         return list(map(Token, self.starts, self.ends, self.folded, self.cased))
 
     @cached_property
+    def sorted_words(self) -> list[str]:
+        """The distinct folded tokens, sorted: a wildcard finds its words by bisection."""
+        return sorted(self.positions)
+
+    @cached_property
     def paragraphs(self) -> list[int]:
         """Paragraph number per token: the title is 0, every line break starts a new one."""
         breaks = [m.start() for m in _LINE_BREAK.finditer(self.text, self.body_start)]
@@ -183,6 +199,25 @@ class TokenizedText:
                 current, last_key = current + 1, key
             numbers.append(current)
         return numbers
+
+    @cached_property
+    def entity_spans(self) -> dict[str, list[tuple[int, int]]]:
+        """Label -> sorted (first, last) token indices of each named entity; {} without a model.
+
+        Entities are found on the whole text (title and body); an entity that
+        covers no whole token is dropped.
+        """
+        spans: dict[str, list[tuple[int, int]]] = {}
+        if self.recognizer is None:
+            return spans
+        for start, end, label in self.recognizer(self.text):
+            first = bisect_left(self.starts, start)
+            last = bisect_right(self.ends, end) - 1
+            if first <= last:
+                spans.setdefault(label, []).append((first, last))
+        for found in spans.values():
+            found.sort()
+        return spans
 
 
 class _Sentencizer:

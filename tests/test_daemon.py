@@ -99,3 +99,34 @@ def test_a_failing_tick_is_logged_and_not_raised(caplog: pytest.LogCaptureFixtur
 
     _guarded("poll", broken)()
     assert "tick failed tick=poll" in caplog.text and "boom" in caplog.text
+
+
+def test_digest_job_fires_at_eight_in_seoul(tmp_path: Path) -> None:
+    """A digest sink gets a cron job; its next run is 08:00 Asia/Seoul (23:00 UTC)."""
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from monitor.config import load_config
+    from monitor.daemon import Daemon
+    from monitor.pipeline import Pipeline, build_sinks
+    from monitor.store import Store
+
+    (tmp_path / "watchlists").mkdir()
+    (tmp_path / "watchlists" / "w.yaml").write_text("rules: []\n")
+    (tmp_path / "monitor.yaml").write_text(
+        "database: sqlite:///m.db\nsinks:\n  - {name: team, type: slack, url: "
+        "'https://hooks.example/x', digest: '0 8 * * *', timezone: Asia/Seoul}\n"
+        "defaults: {notify: [team]}\n"
+    )
+    config = load_config(tmp_path / "monitor.yaml", env={})
+    store = Store(config.database_url)
+    pipeline = Pipeline(config, store, build_sinks(config))
+    daemon = Daemon(pipeline)
+    daemon.add_digest_jobs()
+    [job] = daemon.scheduler.get_jobs()
+    now = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+    fire = job.trigger.get_next_fire_time(None, now)
+    pipeline.close()
+    store.close()
+    assert fire.astimezone(ZoneInfo("Asia/Seoul")).hour == 8
+    assert fire.astimezone(UTC) == datetime(2026, 11, 28, 23, 0, tzinfo=UTC)

@@ -6,9 +6,12 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "monitor"
-BOTTOM = {"errors", "domain", "units", "tokens", "query", "schedule", "metrics"}
-STEPS = {"config", "sources", "match", "store", "sinks", "deliver"}
-TOP = {"daemon", "cli", "http", "reload", "logs"}
+BOTTOM = {
+    "errors", "domain", "units", "tokens", "query", "schedule", "presearch", "nlp", "crash",
+    "metrics",
+}  # fmt: skip
+STEPS = {"config", "sources", "match", "store", "sinks", "deliver", "stories"}
+TOP = {"daemon", "cli", "backtest", "http", "reload", "logs"}
 
 
 def layer_of(module: str) -> str:

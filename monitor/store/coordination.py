@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from monitor.store.repository import Store
-from monitor.store.tables import ArticleRow, HitRow, LeaderRow, ReplicaRow
+from monitor.store.tables import ArticleRow, HitRow, LeaderRow, ReplicaRow, StorySignatureRow
 
 
 def database_now(session: Session, fallback: datetime) -> datetime:
@@ -79,9 +79,10 @@ def prune_articles(store: Store, before: datetime) -> int:
     """
     with store.writing() as s:
         has_hit = exists().where(col(HitRow.article_id) == col(ArticleRow.id))
-        result = s.exec(
-            delete(ArticleRow).where(col(ArticleRow.fetched_at) < before).where(~has_hit)
-        )
+        doomed = select(ArticleRow.id).where(col(ArticleRow.fetched_at) < before).where(~has_hit)
+        # Their near-duplicate signatures go too; the story rows and counts stay.
+        s.exec(delete(StorySignatureRow).where(col(StorySignatureRow.article_id).in_(doomed)))
+        result = s.exec(delete(ArticleRow).where(col(ArticleRow.id).in_(doomed)))
         pruned = int(result.rowcount or 0)
     if store.engine.dialect.name == "sqlite":
         # Give the space back and keep the -wal file from growing without bound.

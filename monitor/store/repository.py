@@ -17,9 +17,19 @@ from sqlalchemy import select as sa_select  # sqlmodel's select takes at most fo
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
+from monitor.crash import crash_point
 from monitor.domain import Alert, Article, Hit, Match, PollOutcome, delivery_id, snippet_around
 from monitor.errors import LeaseLost
 from monitor.store.database import ProcessLock, create_db_engine, migrate, sqlite_path
+from monitor.store.outbox import (
+    SUPPRESSED,
+    OutboxQueries,
+    StoryClusterer,
+    alert_query,
+    matches_from_json,
+    suppression_reason,
+    to_alert,
+)
 from monitor.store.tables import (
     ArticleRow,
     DeliveryAttemptRow,
@@ -28,6 +38,7 @@ from monitor.store.tables import (
     SeenItemRow,
     SourceRow,
     StoryRow,
+    StorySignatureRow,
 )
 
 
@@ -55,7 +66,7 @@ class OutboxStats:
     sources_by_status: dict[str, int]
 
 
-class Store:
+class Store(OutboxQueries):
     """The database behind the flow. ``lock=True`` takes the one-daemon SQLite lock."""
 
     def __init__(self, url: str, *, lock: bool = False):
@@ -136,6 +147,8 @@ class Store:
         outcome: PollOutcome,
         now: datetime,
         sinks_for: Callable[[Hit], Iterable[str]],
+        stories: StoryClusterer | None = None,
+        *,
         lease: tuple[str, int] | None = None,
     ) -> list[int]:
         """Store a poll's new articles, their hits and deliveries, and the source's state.
@@ -156,9 +169,11 @@ class Store:
             for article, hits in outcome.articles:
                 if not _claim_item(s, source.id, article.item_key, now):
                     continue
-                stored.append(_insert_article(s, source.id, article, hits, now, sinks_for))
+                stored.append(_insert_article(s, source.id, article, hits, now, sinks_for, stories))
             _update_source(source, outcome, now, len(stored))
             s.add(source)
+            s.flush()
+            crash_point("before_commit")
         return stored
 
     # --- deliveries ---------------------------------------------------------------
@@ -167,17 +182,13 @@ class Store:
         """Pending deliveries whose time has come, oldest first, ready to render."""
         with self.reading() as s:
             query = (
-                sa_select(DeliveryRow, HitRow, ArticleRow, SourceRow, StoryRow)
-                .join(HitRow, col(HitRow.id) == col(DeliveryRow.hit_id))
-                .join(ArticleRow, col(ArticleRow.id) == col(HitRow.article_id))
-                .join(SourceRow, col(SourceRow.id) == col(ArticleRow.source_id))
-                .outerjoin(StoryRow, col(StoryRow.id) == col(HitRow.story_id))
+                alert_query()
                 .where(col(DeliveryRow.status) == "pending")
                 .where(col(DeliveryRow.next_attempt_at) <= now)
                 .order_by(col(DeliveryRow.next_attempt_at), col(DeliveryRow.created_at))
                 .limit(limit)
             )
-            return [_alert(*row) for row in s.execute(query)]
+            return [to_alert(*row) for row in s.execute(query)]
 
     def record_attempt(
         self,
@@ -264,12 +275,45 @@ class Store:
                     title=article.title,
                     source=source.name,
                     url=article.url,
-                    matches=_matches(hit.matches),
+                    matches=matches_from_json(hit.matches),
                     snippet=hit.snippet,
                     created_at=hit.created_at,
                 )
                 for hit, article, source in s.exec(query)
             ]
+
+    # --- backtesting (issue #5) -------------------------------------------------------
+
+    def count_articles(self, since: datetime) -> int:
+        """How many stored articles were fetched at or after ``since``."""
+        with self.reading() as s:
+            query = sa_select(func.count()).where(col(ArticleRow.fetched_at) >= since)
+            return int(s.execute(query).scalar_one())
+
+    def iter_articles(
+        self, since: datetime, batch_size: int = 500
+    ) -> Iterator[tuple[int, Article]]:
+        """(id, article) of every article fetched at or after ``since``, by id, streamed.
+
+        Keyset pagination: each page is one short read transaction of at most
+        ``batch_size`` rows after the last id seen, so a backtest over a large
+        archive holds one page in memory and never blocks the daemon's writes.
+        """
+        after = 0
+        while True:
+            with self.reading() as s:
+                query = (
+                    sa_select(ArticleRow, col(SourceRow.name))
+                    .join(SourceRow, col(SourceRow.id) == col(ArticleRow.source_id))
+                    .where(col(ArticleRow.fetched_at) >= since, col(ArticleRow.id) > after)
+                    .order_by(col(ArticleRow.id))
+                    .limit(batch_size)
+                )
+                page = [(row.id or 0, _article(row, source)) for row, source in s.execute(query)]
+            yield from page
+            if len(page) < batch_size:
+                return
+            after = page[-1][0]
 
 
 def _check_lease(
@@ -300,10 +344,17 @@ def _insert_article(
     hits: tuple[Hit, ...],
     now: datetime,
     sinks_for: Callable[[Hit], Iterable[str]],
+    stories: StoryClusterer | None = None,
 ) -> int:
-    story = StoryRow(created_at=now, article_count=1)
+    story_id, signature = stories.assign(article.text) if stories is not None else (None, b"")
+    story = s.get(StoryRow, story_id) if story_id is not None else None
+    if story is None:
+        story = StoryRow(created_at=now, article_count=1)
+    else:
+        story.article_count += 1  # a near-duplicate: the story grows, it alerts no rule again
     s.add(story)
     s.flush()
+    assert story.id is not None
     row = ArticleRow(
         source_id=source_id,
         item_key=article.item_key,
@@ -319,8 +370,12 @@ def _insert_article(
     s.add(row)
     s.flush()
     assert row.id is not None
+    if stories is not None:
+        s.add(StorySignatureRow(article_id=row.id, story_id=story.id, signature=signature))
+        stories.remember(row.id, story.id, signature)
     text = article.text
     for hit in hits:
+        suppressed = suppression_reason(s, hit.rule, story.id, now)
         first = hit.matches[0] if hit.matches else Match(0, 0, "")
         lo, hi = snippet_around(text, first.start, first.end)
         hit_row = HitRow(
@@ -340,7 +395,9 @@ def _insert_article(
                     id=delivery_id(hit.rule.id, article.source, article.item_key, sink),
                     hit_id=hit_row.id,
                     sink=sink,
-                    next_attempt_at=now,
+                    status=SUPPRESSED if suppressed else "pending",
+                    last_error=suppressed,
+                    next_attempt_at=None if suppressed else now,
                     created_at=now,
                 )
             )
@@ -364,32 +421,14 @@ def _update_source(source: SourceRow, outcome: PollOutcome, now: datetime, new_i
         source.last_new_item_at = now
 
 
-def _matches(raw: str) -> tuple[Match, ...]:
-    return tuple(Match(m["start"], m["end"], m["text"]) for m in json.loads(raw))
-
-
-def _alert(
-    delivery: DeliveryRow,
-    hit: HitRow,
-    article: ArticleRow,
-    source: SourceRow,
-    story: StoryRow | None,
-) -> Alert:
-    return Alert(
-        delivery_id=delivery.id,
-        sink=delivery.sink,
-        rule_id=hit.rule_id,
-        article_id=article.id or 0,
-        title=article.title,
-        body=article.body,
-        url=article.url,
-        source=source.name,
-        published_at=article.published_at,
-        fetched_at=article.fetched_at,
-        matches=_matches(hit.matches),
-        snippet=hit.snippet,
-        story_id=story.id if story else None,
-        story_articles=story.article_count if story else 1,
-        attempts=delivery.attempts,
-        hit_at=hit.created_at,
+def _article(row: ArticleRow, source: str) -> Article:
+    return Article(
+        source=source,
+        item_key="",  # not stored on the row; a backtest does not need it
+        title=row.title,
+        body=row.body,
+        url=row.url,
+        published_at=row.published_at,
+        fetched_at=row.fetched_at,
+        path=row.path,
     )

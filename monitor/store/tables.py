@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Index, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import Column, DateTime, Index, LargeBinary, Text, TypeDecorator, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -175,3 +175,27 @@ class ReplicaRow(SQLModel, table=True):
     config_hash: str
     started_at: datetime = _at(nullable=False)
     seen_at: datetime = _at(nullable=False, index=True)
+
+
+class SinkStateRow(SQLModel, table=True):
+    """A sink the outbox worker disabled because its destination is gone (410, Discord 404).
+
+    ``fingerprint`` identifies the URL that was gone: when the config points the
+    sink somewhere else, the sink is active again.
+    """
+
+    __tablename__ = "sink_state"
+    name: str = Field(primary_key=True)
+    status: str = "active"  # active | disabled
+    reason: str | None = _text()
+    fingerprint: str | None = None
+    changed_at: datetime = _at(nullable=False)
+
+
+class StorySignatureRow(SQLModel, table=True):
+    """An article's MinHash signature, so the near-duplicate index survives restarts."""
+
+    __tablename__ = "story_signatures"
+    article_id: int = Field(primary_key=True, foreign_key="articles.id")
+    story_id: int = Field(foreign_key="stories.id", index=True)
+    signature: bytes = Field(sa_column=Column(LargeBinary, nullable=False))

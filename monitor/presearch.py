@@ -1,0 +1,160 @@
+"""The presearch index: which rules could possibly match an article, from its distinct words.
+
+Evaluating every rule on every article costs time linear in the rules. Like
+Lucene Monitor (Luwak) and the Elasticsearch percolator, we index the queries
+themselves: each query is reduced to a set of *required keys* such that the
+query can only be true on a text containing at least one of them. An article
+then looks up its distinct folded tokens, and only the rules they name (the
+candidates) are evaluated exactly by ``monitor.match``. A key set is a
+superset condition, never a decision: the exact evaluation decides, so the
+hits are identical to evaluating every rule (tests/test_presearch.py checks
+this property on generated rules and texts).
+
+How a query reduces to keys (``required_keys``):
+
+- a word: itself, folded (a case-sensitive ``=US`` indexes ``us``: the index
+  may over-select, never under-select);
+- a wildcard ``visit*``: the prefix, looked up through the article's tokens
+  grouped by their first three letters (every prefix has at least three);
+- a phrase: its rarest-looking token (every token of it must occur);
+- ``entity:id``: the union over its names;
+- ``A OR B``: the union, and if any branch cannot be indexed, neither can the OR;
+- ``A AND B``, ``A NEAR B``: the cheapest indexable branch (both must hold);
+- ``title:X``: X's keys (the title is part of the text);
+- ``person:X`` (and the other entity scopes): X's keys;
+- ``NOT X`` and ``source:name``: nothing (they cannot be indexed on their own).
+
+A query with no indexable branch would be a candidate for every article; the
+parser rejects such queries (a query needs a positive term), so in practice
+the "always" list is empty, but it is kept for safety.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence, Set
+from dataclasses import dataclass
+
+from monitor.query import (
+    And,
+    EntityRef,
+    Near,
+    Node,
+    Not,
+    Or,
+    Phrase,
+    Query,
+    Scope,
+    Source,
+    Term,
+    Title,
+)
+
+Key = tuple[bool, str]  # (is_prefix, folded word or prefix)
+HEAD = 3  # = query.MIN_PREFIX: every wildcard has at least this many letters
+
+# Words found in most news articles: a key on one of them selects nearly every
+# article, so an AND prefers any other branch. Length is the fallback guess.
+_COMMON = frozenset(
+    """a an the of to in on at by for from with and or not no is are was were be been
+    has have had it its this that he she they we you i s said says say year years
+    new one two three after before over under about more most than also but as
+    will would could can may up out into their his her our there which who
+    government president minister state country people official officials
+    north south east west korea korean china chinese russia russian japan us""".split()  # noqa: SIM905
+)
+
+
+def key_cost(key: Key) -> float:
+    """How many articles a key is guessed to select, relatively: lower is rarer."""
+    is_prefix, word = key
+    if word in _COMMON:
+        return 50.0
+    cost = 1.0 + 8.0 / len(word)
+    return cost * 3 if is_prefix else cost
+
+
+def _set_cost(keys: frozenset[Key]) -> float:
+    return sum(map(key_cost, keys))
+
+
+def _term_key(term: Term) -> Key:
+    # Exactly the lookup key monitor.match uses: a case-sensitive word is
+    # stored accent-stripped with case; casefolding it gives the folded form.
+    return term.prefix, term.word.casefold() if term.case_sensitive else term.word
+
+
+def _phrase_key(phrase: Phrase) -> Key:
+    words = [w.casefold() if phrase.case_sensitive else w for w in phrase.tokens]
+    return False, min(words, key=lambda w: key_cost((False, w)))
+
+
+def required_keys(node: Node) -> frozenset[Key] | None:
+    """Keys of which at least one occurs in every text where ``node`` is true; None: unknown."""
+    if isinstance(node, Term):
+        return frozenset((_term_key(node),))
+    if isinstance(node, Phrase):
+        return frozenset((_phrase_key(node),))
+    if isinstance(node, EntityRef):
+        return frozenset(_phrase_key(name) for name in node.names)
+    if isinstance(node, Or):
+        parts = [required_keys(child) for child in node.children]
+        if any(part is None for part in parts):
+            return None
+        return frozenset().union(*(p for p in parts if p is not None))
+    if isinstance(node, And | Near):
+        children = node.children if isinstance(node, And) else (node.left, node.right)
+        indexable = [k for k in (required_keys(c) for c in children) if k is not None]
+        return min(indexable, key=_set_cost) if indexable else None
+    if isinstance(node, Title | Scope):
+        return required_keys(node.child)
+    assert isinstance(node, Not | Source)
+    return None
+
+
+@dataclass(frozen=True)
+class _Prefix:
+    prefix: str
+    rules: tuple[int, ...]
+
+
+class PresearchIndex:
+    """Rule numbers by required key; ``candidates`` maps an article's words to rule numbers."""
+
+    def __init__(self, queries: Sequence[Query]):
+        exact: dict[str, list[int]] = {}
+        prefixes: dict[str, list[int]] = {}
+        self.always: list[int] = []
+        for number, query in enumerate(queries):
+            keys = required_keys(query.root)
+            if keys is None:
+                self.always.append(number)
+                continue
+            for is_prefix, word in keys:
+                (prefixes if is_prefix else exact).setdefault(word, []).append(number)
+        self.exact = {word: tuple(numbers) for word, numbers in exact.items()}
+        # Prefixes grouped by their first HEAD letters: an article token is
+        # checked only against the prefixes that share its head.
+        heads: dict[str, list[_Prefix]] = {}
+        for prefix, numbers in prefixes.items():
+            heads.setdefault(prefix[:HEAD], []).append(_Prefix(prefix, tuple(numbers)))
+        self.heads = {head: tuple(group) for head, group in heads.items()}
+
+    def candidates(self, words: Set[str]) -> set[int]:
+        """Numbers of the rules that may match a text whose distinct folded tokens are ``words``.
+
+        ``words`` is best a dict's keys view (``TokenizedText.positions.keys()``):
+        its intersection with the index runs in C, not one lookup per word in Python.
+        """
+        found = set(self.always)
+        exact = self.exact
+        for word in exact.keys() & words:
+            found.update(exact[word])
+        heads = self.heads
+        if heads:
+            for word in words:
+                group = heads.get(word[:HEAD])
+                if group:
+                    for entry in group:
+                        if word.startswith(entry.prefix):
+                            found.update(entry.rules)
+        return found

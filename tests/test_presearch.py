@@ -1,0 +1,130 @@
+"""The presearch index (monitor.presearch): keys per query, and hits identical to every rule."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from test_match import CASES, ENTITIES
+
+from monitor.domain import Article, Rule
+from monitor.errors import QueryError
+from monitor.match import Matcher, match_article
+from monitor.presearch import PresearchIndex, required_keys
+from monitor.query import Not, Or, Query, Source, Term, parse_query
+
+NOW = datetime(2024, 6, 19, tzinfo=UTC)
+
+
+def keys(query: str) -> set[tuple[bool, str]] | None:
+    found = required_keys(parse_query(query, ENTITIES).root)
+    return None if found is None else set(found)
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("putin", {(False, "putin")}),
+        ("=US", {(False, "us")}),
+        ("visit*", {(True, "visit")}),
+        ("=Kim*", {(True, "kim")}),
+        ('"north korea summit"', {(False, "summit")}),
+        ("putin OR xi", {(False, "putin"), (False, "xi")}),
+        ("korea AND matsegora", {(False, "matsegora")}),
+        ("summit NOT matsegora", {(False, "summit")}),
+        ("source:yonhap kim", {(False, "kim")}),
+        ("title:kim", {(False, "kim")}),
+        ("korea NEAR/3 lavrov", {(False, "lavrov")}),
+        (
+            "entity:matsegora",
+            {(False, "alexander"), (False, "matsegora"), (False, "aleksandr"), (False, "byung")},
+        ),
+        ("(kim NOT putin) OR xi", {(False, "kim"), (False, "xi")}),
+        ("person:kim", {(False, "kim")}),
+    ],
+)
+def test_required_keys(query: str, expected: set[tuple[bool, str]]) -> None:
+    """Each form reduces to the keys one of which any matching text contains."""
+    assert keys(query) == expected
+
+
+def test_not_only_parts_never_index() -> None:
+    """A NOT or source: part gives no keys (an OR with one is unindexable); an AND uses the rest."""
+    assert required_keys(Not(Term("x"))) is None  # a tree the parser itself would reject
+    assert required_keys(Or((Term("x"), Source("yonhap")))) is None
+    assert keys("putin AND NOT (kim OR xi)") == {(False, "putin")}
+
+
+def test_candidates_exact_and_prefix() -> None:
+    """Distinct words select rules by exact word and by wildcard prefix, nothing else."""
+    queries = [parse_query(q) for q in ("putin", "visit*", "kim AND summit", "vladivostok")]
+    index = PresearchIndex(queries)
+    assert index.candidates({"putin", "visitors", "summit"}) == {0, 1, 2}
+    assert index.candidates({"vis", "kim"}) == set()
+    assert index.candidates(set()) == set()
+
+
+def article(title: str, body: str, source: str = "yonhap") -> Article:
+    return Article(source, title, title, body, None, None, NOW)
+
+
+@pytest.mark.parametrize(
+    ("query", "title", "body", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_contract_table_with_the_index_on(
+    query: str, title: str, body: str, expected: list[str] | None
+) -> None:
+    """Every row of the contract-2 table gives the same spans through the indexed Matcher."""
+    rule = Rule("r", "r", query, ())
+    hits = Matcher([rule], {"r": parse_query(query, ENTITIES)}).match(
+        Article("src", "k", title, body, None, None, NOW)
+    )
+    got = [m.text for m in hits[0].matches] if hits else None
+    assert got == expected
+
+
+WORDS = ["kim", "putin", "summit", "summits", "visit", "visited", "north", "korea", "us", "US",
+         "matsegora", "aleksandr", "byung", "hwan", "park", "xi"]  # fmt: skip
+LEAVES = [*WORDS, "=US", "=Kim", "visit*", "summ*", "=Vis*", '"north korea"', '"park byung"',
+          "entity:matsegora", "kim*"]  # fmt: skip
+NEAR_OPS = ["NEAR/0", "NEAR/2", "ONEAR/1", "NEAR/S", "NEAR/P"]
+
+
+def _combine(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    operand = st.sampled_from(LEAVES)
+    return st.one_of(
+        st.tuples(children, children).map(lambda p: f"({p[0]} AND {p[1]})"),
+        st.tuples(children, children).map(lambda p: f"({p[0]} OR {p[1]})"),
+        st.tuples(children, children).map(lambda p: f"({p[0]} NOT {p[1]})"),
+        st.tuples(operand, st.sampled_from(NEAR_OPS), operand).map(" ".join),
+        children.map(lambda c: f"title:({c})"),
+        children.map(lambda c: f"({c} source:yonhap)"),
+    )
+
+
+QUERIES = st.recursive(st.sampled_from(LEAVES), _combine, max_leaves=6)
+TEXT_WORDS = [*WORDS, "Kim", "Visitor", "SUMMIT", "Aleksandr", "Byung-hwan", "U.S.", "the"]
+SEPARATORS = [" ", " ", ", ", ". ", "\n"]
+TEXTS = st.lists(
+    st.tuples(st.sampled_from(TEXT_WORDS), st.sampled_from(SEPARATORS)).map("".join), max_size=20
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(QUERIES, min_size=1, max_size=8), TEXTS, TEXTS, st.sampled_from(["yonhap", "x"]))
+def test_index_agrees_with_evaluating_every_rule(
+    queries: list[str], title: str, body: str, source: str
+) -> None:
+    """On generated rules and texts, the index gives exactly the hits and spans of every rule."""
+    rules: list[tuple[Rule, Query]] = []
+    for i, text in enumerate(queries):
+        try:
+            rules.append((Rule(f"r{i}", "t", text, ()), parse_query(text, ENTITIES)))
+        except QueryError:
+            continue
+    assume(rules)
+    item = article(title, body, source)
+    matcher = Matcher([r for r, _ in rules], {r.id: q for r, q in rules})
+    assert matcher.match(item) == match_article(rules, item)
