@@ -212,7 +212,7 @@ def test_f20_item_removed_by_retention_never_alerts_again(server: FeedServer, ma
     pipeline, store, _ = make("/old")
     assert pipeline.poll_all()[0].hits == 1
     with store.writing() as s:
-        for table in ("deliveries", "hits", "articles"):
+        for table in ("delivery_attempts", "deliveries", "hits", "story_signatures", "articles"):
             s.execute(text(f"DELETE FROM {table}"))
     assert pipeline.poll_all()[0].new_articles == 0
 
