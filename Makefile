@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CONFIG ?= config/monitor.yaml
 STAMP := $(VENV)/.installed
 
-.PHONY: run once test lint bench clean
+.PHONY: run once test lint bench robustness clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+robustness: $(STAMP)  ## every file of the feedparser corpus through parse + normalise
+	$(PY) bench/robustness.py $(CURDIR)/../shared/corpus/feedparser
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .hypothesis .mypy_cache .ruff_cache

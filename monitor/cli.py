@@ -123,7 +123,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             daemon.run()
             return EXIT_OK
         finally:
-            pipeline.close()
+            pipeline.close()  # the poll threads, the fetch client and the parse workers
     finally:
         store.close()
 

@@ -45,7 +45,8 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 class FeedConfig:
     name: str
     url: str
-    interval: timedelta | None  # None: adaptive within the defaults' bounds
+    interval: timedelta | None  # None: adaptive within [fetch.min_interval, defaults.interval]
+    allow_private: bool | None = None  # None: fetch.allow_private_networks decides
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,14 @@ class FetchConfig:
     timeout: timedelta = timedelta(seconds=30)
     max_bytes: int = 10 * 1024 * 1024
     allow_private_networks: bool = False
+    connect_timeout: timedelta = timedelta(seconds=10)
+    read_timeout: timedelta = timedelta(seconds=10)
+    parse_timeout: timedelta = timedelta(seconds=10)
+    parse_memory: int = 512 * 1024 * 1024
+    concurrency: int = 20
+    per_host: int = 2
+    min_interval: timedelta = timedelta(minutes=5)
+    max_interval: timedelta = timedelta(hours=12)
 
 
 @dataclass(frozen=True)
@@ -387,7 +396,9 @@ class _Builder:
         urls: set[str] = set()
         feeds = []
         for place, item in _items(self.c, raw.get("feeds"), "sources.feeds"):
-            feed = self.c.mapping(item, place, {"name": False, "url": True, "interval": False})
+            feed = self.c.mapping(
+                item, place, {"name": False, "url": True, "interval": False, "allow_private": False}
+            )
             url = self.c.string(feed.get("url", ""), f"{place}.url")
             if url and not re.match(r"^https?://[^\s/]+", url):
                 self.c.problem(f"{place}.url", f"must be an http(s) URL, got {url!r}")
@@ -401,7 +412,10 @@ class _Builder:
                 interval = self.c.convert(
                     feed["interval"], f"{place}.interval", parse_duration, None
                 )
-            feeds.append(FeedConfig(name, url, interval))
+            allow = feed.get("allow_private")
+            if allow is not None:
+                allow = self.c.boolean(allow, f"{place}.allow_private")
+            feeds.append(FeedConfig(name, url, interval, allow))
         folders = []
         allowed = {"name": True, "path": True, "patterns": False, "interval": False,
                    "max_file_size": False}  # fmt: skip
@@ -432,21 +446,32 @@ class _Builder:
         return name
 
     def fetch(self, value: Any) -> FetchConfig:
-        raw = self.c.mapping(
-            value, "fetch", {"timeout": False, "max_bytes": False, "allow_private_networks": False}
-        )
         d = FetchConfig()
-        return FetchConfig(
-            timeout=self.c.convert(
-                raw.get("timeout", "30s"), "fetch.timeout", parse_duration, d.timeout
-            ),
-            max_bytes=self.c.convert(
-                raw.get("max_bytes", "10MiB"), "fetch.max_bytes", parse_size, d.max_bytes
-            ),
-            allow_private_networks=self.c.boolean(
-                raw.get("allow_private_networks", False), "fetch.allow_private_networks"
-            ),
-        )
+        durations = ("timeout", "connect_timeout", "read_timeout", "parse_timeout",
+                     "min_interval", "max_interval")  # fmt: skip
+        sizes, counts = ("max_bytes", "parse_memory"), ("concurrency", "per_host")
+        keys = {k: False for k in (*durations, *sizes, *counts, "allow_private_networks")}
+        raw = self.c.mapping(value, "fetch", keys)
+        values: dict[str, Any] = {}
+        for key in durations:
+            if key in raw:
+                values[key] = self.c.convert(
+                    raw[key], f"fetch.{key}", parse_duration, getattr(d, key)
+                )
+        for key in sizes:
+            if key in raw:
+                values[key] = self.c.convert(raw[key], f"fetch.{key}", parse_size, getattr(d, key))
+        for key in counts:
+            if key in raw:
+                if isinstance(raw[key], int) and not isinstance(raw[key], bool) and raw[key] > 0:
+                    values[key] = raw[key]
+                else:
+                    self.c.problem(f"fetch.{key}", f"must be a positive integer, got {raw[key]!r}")
+        if "allow_private_networks" in raw:
+            values["allow_private_networks"] = self.c.boolean(
+                raw["allow_private_networks"], "fetch.allow_private_networks"
+            )
+        return replace(d, **values)
 
 
 # --- sink delivery keys (issue #4) -------------------------------------------------

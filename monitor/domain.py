@@ -82,6 +82,9 @@ class Article:
     published_at: datetime | None
     fetched_at: datetime
     path: str | None = None
+    # More keys that mean "this item was seen", e.g. link + title for feeds whose
+    # GUIDs change on every poll (F15): an article whose alt key is known is not new.
+    alt_keys: tuple[str, ...] = ()
 
     @property
     def text(self) -> str:

@@ -4,6 +4,7 @@
     ├── ConfigError        bad config or watchlist; carries every problem found
     ├── QueryError         a query that does not parse; carries the column
     ├── SourceError        one source could not be read (the loop goes on)
+    │   └── FetchError     an HTTP fetch failed; carries the status and Retry-After
     ├── StorageError       the database refused or is held by another process
     │   └── LeaseLost      another replica took over a row we were working on
     ├── ModelError         the configured spaCy pipeline (nlp.model) cannot be loaded
@@ -59,6 +60,23 @@ class SourceError(MonitorError):
         self.reason = reason
         self.detail = detail
         super().__init__(f"{source}: {reason}" + (f": {detail}" if detail else ""))
+
+
+class FetchError(SourceError):
+    """A feed fetch failed. ``retry_after`` is the raw header, for the scheduler to judge."""
+
+    def __init__(
+        self,
+        source: str,
+        reason: str,
+        detail: str = "",
+        *,
+        status_code: int | None = None,
+        retry_after: str | None = None,
+    ):
+        super().__init__(source, reason, detail)
+        self.status_code = status_code
+        self.retry_after = retry_after
 
 
 class StorageError(MonitorError):

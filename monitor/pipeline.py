@@ -11,8 +11,11 @@ logs it.
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -21,14 +24,17 @@ from monitor.config import Config, SinkConfig
 from monitor.crash import crash_point
 from monitor.deliver import Deliverer, DeliveryReport, SinkPolicy
 from monitor.domain import Article, Hit, PollOutcome, utcnow
-from monitor.errors import SourceError
+from monitor.errors import FetchError, SourceError
 from monitor.match import Matcher
 from monitor.sinks import Sink
 from monitor.sinks.chat import DiscordSink, SlackSink
 from monitor.sinks.console import ConsoleSink
 from monitor.sinks.http import AlertClient
 from monitor.sinks.webhook import WebhookSink
+from monitor.sources.feed import FeedReader
+from monitor.sources.fetch import Fetcher, FetchLimits, Resolver, system_resolve
 from monitor.sources.folder import FolderScanner
+from monitor.sources.parse import ParserPool
 from monitor.store import Store
 from monitor.stories import StoryIndex
 
@@ -53,6 +59,7 @@ class Pipeline:
         store: Store,
         sinks: Mapping[str, Sink],
         clock: Callable[[], datetime] = utcnow,
+        resolve: Resolver = system_resolve,
     ):
         self.config = config
         self.store = store
@@ -71,19 +78,48 @@ class Pipeline:
         self.stories = StoryIndex()
         self.stories.load(store.story_signatures())
         self.deliverer = Deliverer(store, sinks, self.rules, sink_policies(config))
+        self.feeds = {f.name: f for f in config.feeds}
+        self._resolve = resolve
+        self._reader: FeedReader | None = None  # started on the first feed poll
+        self._workers: ThreadPoolExecutor | None = None
+        self._in_flight: dict[str, Future[PollSummary]] = {}
+        self._lock = threading.Lock()
+        # One poll transaction at a time: SQLite has a single writer anyway, and queueing
+        # here rather than in busy_timeout keeps 20 poll threads from timing each other out.
+        self._write_lock = threading.Lock()
 
     # --- polling ------------------------------------------------------------------
 
-    def poll_due(self) -> list[PollSummary]:
-        """Poll every source the database says is due."""
+    def poll_due(self, wait_for_feeds: bool = False) -> list[PollSummary]:
+        """Poll every source the database says is due.
+
+        Folders are scanned here; feeds are handed to the worker pool so that a
+        slow feed never delays the others or the next tick. Returns the
+        summaries of polls that finished (all of them with ``wait_for_feeds``).
+        """
         now = self.clock()
         due = self.store.due_sources(now, self.config.source_names)
-        return [self.poll(row.name, row.consecutive_errors) for row in due]
+        summaries = [
+            self.poll(r.name, r.consecutive_errors) for r in due if r.name not in self.feeds
+        ]
+        for row in due:
+            if row.name in self.feeds:
+                self._submit(row.name, row.consecutive_errors, row.etag, row.last_modified)
+        return summaries + self._finished_feeds(wait_for_feeds)
 
     def poll_all(self, settle_seconds: float = 10.0) -> list[PollSummary]:
         """Poll every source once (``run --once``), letting half-written files settle first."""
-        errors = {row.name: row.consecutive_errors for row in self.store.sources()}
-        summaries = [self.poll(name, errors.get(name, 0)) for name in self.config.source_names]
+        rows = {row.name: row for row in self.store.sources()}
+        for name in self.feeds:
+            row = rows.get(name)
+            if row is not None:
+                self._submit(name, row.consecutive_errors, row.etag, row.last_modified)
+        summaries = [
+            self.poll(name, rows[name].consecutive_errors if name in rows else 0)
+            for name in self.config.source_names
+            if name not in self.feeds
+        ]
+        summaries += self._finished_feeds(wait_for_all=True)
         deadline = time.monotonic() + settle_seconds
         waiting = [s for s in summaries if s.waiting]
         while waiting and time.monotonic() < deadline:
@@ -109,7 +145,7 @@ class Pipeline:
                 status=schedule.status_for(errors),
                 consecutive_errors=errors,
             )
-            self.store.save_poll(outcome, now, self.sinks_for)
+            self._save(outcome, now)
             return summary
         known = self.store.known_keys(name, (a.item_key for a in articles))
         fresh = _unique(a for a in articles if a.item_key not in known)
@@ -119,20 +155,135 @@ class Pipeline:
             articles=matched,
             next_poll_at=schedule.next_poll_after_success(now, self.interval(name)),
         )
-        try:
-            stored = self.store.save_poll(outcome, now, self.sinks_for, self.stories)
-        except Exception:
-            # The transaction rolled back: the in-memory index may hold signatures it never
-            # stored, so rebuild it from the database before anything else is clustered.
-            self.stories = StoryIndex()
-            self.stories.load(self.store.story_signatures())
-            raise
-        crash_point("after_commit")
+        stored = self._save(outcome, now)
         summary.new_articles = len(stored)
         summary.hits = sum(len(hits) for _, hits in matched)
         if stored:
             log.info("poll source=%s new=%d hits=%d", name, len(stored), summary.hits)
         return summary
+
+    # --- feeds: fetched concurrently, each stored in its own transaction ------------
+
+    def _submit(self, name: str, errors: int, etag: str | None, modified: str | None) -> None:
+        with self._lock:
+            if name in self._in_flight:
+                return  # still being fetched from an earlier tick
+            if self._workers is None:
+                size = self.config.fetch.concurrency
+                self._workers = ThreadPoolExecutor(max_workers=size, thread_name_prefix="poll")
+            future = self._workers.submit(self.poll_feed, name, errors, etag, modified)
+            self._in_flight[name] = future
+
+    def _finished_feeds(self, wait_for_all: bool) -> list[PollSummary]:
+        with self._lock:
+            futures = dict(self._in_flight)
+        if wait_for_all:
+            wait(futures.values())
+        done = {name: f for name, f in futures.items() if f.done()}
+        with self._lock:
+            for name in done:
+                self._in_flight.pop(name, None)
+        return [f.result() for f in done.values()]
+
+    def reader(self) -> FeedReader:
+        with self._lock:
+            if self._reader is None:
+                fetch = self.config.fetch
+                limits = FetchLimits(
+                    timeout=fetch.timeout.total_seconds(),
+                    connect=fetch.connect_timeout.total_seconds(),
+                    read=fetch.read_timeout.total_seconds(),
+                    max_bytes=fetch.max_bytes,
+                    concurrency=fetch.concurrency,
+                    per_host=fetch.per_host,
+                )
+                fetcher = Fetcher(
+                    limits, allow_private=fetch.allow_private_networks, resolve=self._resolve
+                )
+                parser = ParserPool(
+                    min(os.cpu_count() or 2, len(self.feeds), 4),
+                    timeout=fetch.parse_timeout.total_seconds(),
+                    memory_bytes=fetch.parse_memory,
+                )
+                self._reader = FeedReader(fetcher, parser)
+            return self._reader
+
+    def poll_feed(
+        self, name: str, errors: int = 0, etag: str | None = None, modified: str | None = None
+    ) -> PollSummary:
+        """Fetch, parse, match and store one feed; a feed error is recorded, never raised."""
+        feed = self.feeds[name]
+        now = self.clock()
+        summary = PollSummary(name)
+        try:
+            read = self.reader().read(
+                name, feed.url, now, etag=etag, last_modified=modified,
+                allow_private=feed.allow_private,
+            )  # fmt: skip
+        except SourceError as e:
+            return self._record_feed_error(summary, e, errors, now)
+        fetch = self.config.fetch
+        interval = feed.interval or schedule.adaptive_interval(
+            (a.published_at for a in read.articles if a.published_at),
+            now, fetch.min_interval, self.config.interval,
+        )  # fmt: skip
+        delay = schedule.feed_delay(interval, [read.hint], fetch.min_interval, fetch.max_interval)
+        outcome_articles = self._match_fresh(name, list(read.articles))
+        outcome = PollOutcome(
+            source=name, articles=outcome_articles, etag=read.etag,
+            last_modified=read.last_modified, next_poll_at=now + delay,
+        )  # fmt: skip
+        stored = self._save(outcome, now)
+        summary.new_articles = len(stored)
+        summary.hits = sum(len(hits) for _, hits in outcome_articles)
+        status = "not_modified" if read.not_modified else "ok"
+        log.info("poll source=%s status=%s new=%d hits=%d next_in=%s",
+                 name, status, len(stored), summary.hits, delay)  # fmt: skip
+        return summary
+
+    def _record_feed_error(
+        self, summary: PollSummary, e: SourceError, previous_errors: int, now: datetime
+    ) -> PollSummary:
+        summary.error = f"{e.reason}: {e.detail}" if e.detail else e.reason
+        errors = previous_errors + 1
+        status_code = e.status_code if isinstance(e, FetchError) else None
+        hint = schedule.parse_retry_after(e.retry_after, now) if isinstance(e, FetchError) else None
+        interval = self.feeds[summary.source].interval or self.config.interval
+        delay = schedule.delay_after_error(errors, interval, hint)
+        log.warning("poll failed source=%s errors=%d reason=%r next_in=%s",
+                    summary.source, errors, summary.error, delay)  # fmt: skip
+        outcome = PollOutcome(
+            source=summary.source, error=summary.error, next_poll_at=now + delay,
+            status=schedule.feed_status(errors, status_code), consecutive_errors=errors,
+        )  # fmt: skip
+        self._save(outcome, now)
+        return summary
+
+    def _match_fresh(
+        self, name: str, articles: list[Article]
+    ) -> tuple[tuple[Article, tuple[Hit, ...]], ...]:
+        """Articles whose keys (and alternative keys) were never seen, with their hits."""
+        keys = [k for a in articles for k in (a.item_key, *a.alt_keys)]
+        known = self.store.known_keys(name, keys)
+        fresh = _unique(
+            a for a in articles
+            if a.item_key not in known and not any(k in known for k in a.alt_keys)
+        )  # fmt: skip
+        return tuple((article, tuple(self.matcher.match(article))) for article in fresh)
+
+    def _save(self, outcome: PollOutcome, now: datetime) -> list[int]:
+        """The poll's one transaction (one writer at a time), then the after_commit crash point."""
+        with self._write_lock:
+            try:
+                stored = self.store.save_poll(outcome, now, self.sinks_for, self.stories)
+            except Exception:
+                # The transaction rolled back: the in-memory index may hold signatures it never
+                # stored, so rebuild it from the database before anything else is clustered.
+                self.stories = StoryIndex()
+                self.stories.load(self.store.story_signatures())
+                raise
+        crash_point("after_commit")
+        return stored
 
     def collect(self, name: str, now: datetime) -> tuple[list[Article], list[str]]:
         """Articles the source offers now, and files still being written."""
@@ -165,8 +316,14 @@ class Pipeline:
         return self.deliverer.send_digest(sink, self.clock())
 
     def close(self) -> None:
-        """Let in-flight sends finish and record their outcome."""
+        """Let in-flight sends finish and record their outcome; stop the poll threads, the
+        fetch client and the parse workers."""
         self.deliverer.close()
+        if self._workers is not None:
+            self._workers.shutdown(wait=True)
+        if self._reader is not None:
+            self._reader.fetcher.close()
+            self._reader.parser.close()
 
 
 def build_sinks(config: Config, client: AlertClient | None = None) -> dict[str, Sink]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -117,6 +118,11 @@ def workdir(tmp_path: Path) -> Path:
     """A copy of the sample config, watchlists and seeds, with its own database."""
     shutil.copytree(ROOT / "config", tmp_path / "config")
     shutil.copytree(ROOT / "seeds", tmp_path / "seeds")
+    # The sample feeds are real public URLs: tests never reach for them (loopback only).
+    config = tmp_path / "config" / "monitor.yaml"
+    config.write_text(
+        re.sub(r"(?ms)^  feeds:\n.*?(?=^  # Folders)", "  feeds: []\n", config.read_text())
+    )
     return tmp_path
 
 

@@ -1,0 +1,263 @@
+"""Parse feed bytes with feedparser inside killable worker processes (G3).
+
+feedparser is not a security boundary (RELIABILITY.md): one internal entity
+referenced many times expands to a 100 M-character title, an 80 KB
+``<author>`` costs 14.6 s of CPU (kurtmckee/feedparser#562), and some
+character references make ``parse()`` raise (#599, #590). So:
+
+- feedparser only ever gets ``bytes`` and the response headers, never a URL or
+  a path (it would fetch or open them itself, without a timeout);
+- a pre-parse check refuses a DTD whose internal entities would expand past a
+  budget (``entity_expansion_refused``);
+- each parse runs in a worker process with an address-space cap
+  (``RLIMIT_AS``) and a wall-time deadline; a worker that overruns is killed
+  and replaced, and the feed gets ``parse_timeout`` / ``parse_worker_died``;
+- every exception inside the worker becomes that feed's error.
+
+The worker hands back plain ``ParsedFeed`` values with fields pre-trimmed to a
+few times their stored caps, so no runaway field crosses the pipe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import queue
+import re
+import resource
+import threading
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from monitor.errors import SourceError
+
+MAX_ENTRIES = 1000  # G4: only the first (newest, in feed order) 1,000 entries of a fetch
+TRIM_TITLE = 4_000  # pre-trim, a margin over normalise's caps (title 1,000, text 64 KiB)
+TRIM_TEXT = 256 * 1024
+TRIM_KEY = 4_096
+ENTITY_BUDGET = 1_000_000  # characters all internal entity references may expand to
+
+_ENTITY_DECL = re.compile(rb"<!ENTITY\s+(%\s*)?([\w.:-]+)\s+(?:\"([^\"]*)\"|'([^']*)')", re.S)
+_ENTITY_REF = re.compile(rb"[&%]([\w.:-]+);")
+
+
+@dataclass(frozen=True)
+class RawEntry:
+    """One entry as feedparser saw it: strings untrusted, lengths pre-trimmed."""
+
+    guid: str
+    link: str
+    title: str
+    summary: str
+    content: str
+    published: tuple[int, ...] | None  # a UTC struct_time as a tuple
+    updated: tuple[int, ...] | None
+
+
+@dataclass(frozen=True)
+class ParsedFeed:
+    version: str  # '' when feedparser found no feed format
+    title: str
+    ttl: str | None  # RSS <ttl>, minutes
+    warning: str | None  # a benign bozo (e.g. CharacterEncodingOverride)
+    entries: tuple[RawEntry, ...]
+
+
+class EntityBudgetError(ValueError):
+    """The feed's DTD declares entities that would expand past the budget (F1, F2)."""
+
+
+def check_entities(body: bytes, budget: int = ENTITY_BUDGET) -> None:
+    """Raise EntityBudgetError if the internal entities could expand past ``budget`` characters."""
+    if b"<!ENTITY" not in body:
+        return
+    values = {m.group(2): (m.group(3) or m.group(4) or b"") for m in _ENTITY_DECL.finditer(body)}
+    sizes: dict[bytes, int] = {}
+
+    def size(name: bytes, depth: int = 0) -> int:
+        if name in sizes or name not in values:
+            return sizes.get(name, len(name) + 2)
+        if depth > 20:
+            raise EntityBudgetError("entities nested too deep")
+        sizes[name] = budget + 1  # a reference cycle counts as infinite
+        value = values[name]
+        total = len(value) + sum(size(r, depth + 1) for r in _ENTITY_REF.findall(value))
+        sizes[name] = min(total, budget + 1)
+        return sizes[name]
+
+    total = 0
+    for ref in _ENTITY_REF.findall(body):
+        if ref in values:
+            total += size(ref)
+            if total > budget:
+                raise EntityBudgetError(f"references expand to over {budget} characters")
+
+
+def parse_bytes(body: bytes, headers: dict[str, str], sanitize: bool = False) -> ParsedFeed:
+    """feedparser on bytes only. ``sanitize`` off: we turn HTML into text ourselves."""
+    import feedparser  # here, so only the worker processes pay for the import
+
+    check_entities(body)
+    parsed = feedparser.parse(
+        body,
+        response_headers=_plain_headers(headers),
+        sanitize_html=sanitize,
+        resolve_relative_uris=False,
+    )
+    warning = None
+    if parsed.get("bozo"):
+        exception = parsed.get("bozo_exception")
+        warning = f"{type(exception).__name__}: {str(exception)[:200]}"
+    feed = parsed.get("feed", {})
+    entries = tuple(_entry(e) for e in parsed.get("entries", [])[:MAX_ENTRIES])
+    return ParsedFeed(
+        version=str(parsed.get("version") or ""),
+        title=_text(feed.get("title"), TRIM_TITLE),
+        ttl=_text(feed.get("ttl"), 40) or None,
+        warning=warning,
+        entries=entries,
+    )
+
+
+def _plain_headers(headers: dict[str, str]) -> dict[str, str]:
+    # Content-Location would make feedparser resolve relative links against it; drop it.
+    return {k: v for k, v in headers.items() if k.lower() not in ("content-location",)}
+
+
+def _entry(e: Any) -> RawEntry:
+    content = e.get("content") or []
+    body = "\n".join(_text(c.get("value"), TRIM_TEXT) for c in content if isinstance(c, dict))
+    return RawEntry(
+        guid=_text(e.get("id"), TRIM_KEY),
+        link=_text(e.get("link"), TRIM_KEY),
+        title=_text(e.get("title"), TRIM_TITLE),
+        summary=_text(e.get("summary"), TRIM_TEXT),
+        content=body[:TRIM_TEXT],
+        published=_time(e.get("published_parsed")),
+        updated=_time(e.get("updated_parsed")),
+    )
+
+
+def _text(value: Any, cap: int) -> str:
+    return value[:cap] if isinstance(value, str) else ""
+
+
+def _time(value: Any) -> tuple[int, ...] | None:
+    try:
+        return tuple(int(x) for x in value[:9]) if value else None
+    except (TypeError, ValueError):
+        return None
+
+
+# --- the worker processes ----------------------------------------------------------
+
+
+def _worker_main(conn: Connection, memory_bytes: int, sanitize: bool) -> None:
+    """A worker's loop: (body, headers) in, ("ok", ParsedFeed) or ("error", reason, detail) out."""
+    if memory_bytes:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:
+            return
+        if message is None:
+            return
+        body, headers = message
+        try:
+            conn.send(("ok", parse_bytes(body, headers, sanitize)))
+        except MemoryError:
+            conn.send(("error", "parse_memory_exceeded", f"over {memory_bytes >> 20} MiB"))
+        except RecursionError:
+            conn.send(("error", "parse_error", "nesting too deep"))
+        except EntityBudgetError as e:
+            conn.send(("error", "entity_expansion_refused", str(e)))
+        except Exception as e:  # G3: any failure inside feedparser is this feed's error only
+            conn.send(("error", "parse_error", f"{type(e).__name__}: {str(e)[:200]}"))
+
+
+class _Worker:
+    def __init__(self, memory_bytes: int, sanitize: bool):
+        context = multiprocessing.get_context("spawn")  # no fork: the parent runs threads
+        self.conn, child = context.Pipe()
+        self.process: BaseProcess = context.Process(
+            target=_worker_main, args=(child, memory_bytes, sanitize), daemon=True
+        )
+        self.process.start()
+        child.close()
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.join(5)
+        self.conn.close()
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self.conn.send(None)
+        self.process.join(5)
+        if self.process.is_alive():
+            self.kill()
+        self.conn.close()
+
+
+class ParserPool:
+    """A fixed set of parse workers; a worker that overruns is killed and replaced."""
+
+    def __init__(
+        self,
+        workers: int = 2,
+        *,
+        timeout: float = 10.0,
+        memory_bytes: int = 512 * 1024 * 1024,
+        sanitize: bool = False,
+    ):
+        self.timeout = timeout
+        self.memory_bytes = memory_bytes
+        self.sanitize = sanitize
+        self._size = workers
+        self._idle: queue.Queue[_Worker | None] = queue.Queue()
+        for _ in range(workers):
+            self._idle.put(None)  # started on first use
+        self._lock = threading.Lock()
+        self._all: list[_Worker] = []
+
+    def parse(self, source: str, body: bytes, headers: dict[str, str]) -> ParsedFeed:
+        """Parse in a worker within the deadline and memory cap; raise ``SourceError``."""
+        worker: _Worker | None = self._idle.get() or self._start()
+        assert worker is not None
+        try:
+            worker.conn.send((body, headers))
+            if not worker.conn.poll(self.timeout):
+                self._replace(worker)
+                worker = None
+                raise SourceError(source, "parse_timeout", f"over {self.timeout:g}s")
+            reply = worker.conn.recv()
+        except (EOFError, OSError) as e:
+            if worker is not None:
+                self._replace(worker)
+                worker = None
+            raise SourceError(source, "parse_worker_died", "killed or out of memory") from e
+        finally:
+            self._idle.put(worker)
+        if reply[0] == "ok":
+            return reply[1]
+        raise SourceError(source, reply[1], reply[2])
+
+    def _start(self) -> _Worker:
+        worker = _Worker(self.memory_bytes, self.sanitize)
+        with self._lock:
+            self._all.append(worker)
+        return worker
+
+    def _replace(self, worker: _Worker) -> None:
+        worker.kill()
+        with self._lock:
+            self._all.remove(worker)
+
+    def close(self) -> None:
+        with self._lock:
+            workers, self._all = self._all, []
+        for worker in workers:
+            worker.stop()

@@ -1,0 +1,247 @@
+"""The parse workers (G3) and the normaliser (G4) on hostile feed content (F1-F12, F16-F19, F21,
+F23, F27). Feeds are generated here; nothing large is committed."""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from feedserver import item, rss
+
+from monitor.errors import SourceError
+from monitor.sources.normalise import (
+    MAX_BODY,
+    MAX_TITLE,
+    canonical_url,
+    html_to_text,
+    normalise_feed,
+)
+from monitor.sources.parse import ParsedFeed, ParserPool
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[ParserPool]:
+    p = ParserPool(2, timeout=2.0, memory_bytes=512 << 20)
+    yield p
+    p.close()
+
+
+def parse(pool: ParserPool, body: bytes, ctype: str = "application/rss+xml") -> ParsedFeed:
+    return pool.parse("t", body, {"content-type": ctype})
+
+
+def error(pool: ParserPool, body: bytes) -> str:
+    with pytest.raises(SourceError) as info:
+        parse(pool, body)
+    return info.value.reason
+
+
+def test_plain_feed_parses_to_entries(pool: ParserPool) -> None:
+    """An ordinary RSS feed gives its entries with GUID, link, title and summary."""
+    feed = parse(pool, rss([item(1), item(2)], ttl="30"))
+    assert feed.version == "rss20" and feed.ttl == "30"
+    assert [e.guid for e in feed.entries] == ["urn:item:1", "urn:item:2"]
+
+
+def test_f1_billion_laughs_is_refused(pool: ParserPool) -> None:
+    """F1: nested entities (one per line and all on one line) are refused before parsing."""
+    levels = ['<!ENTITY l0 "ha">'] + [
+        f'<!ENTITY l{n} "{("&l" + str(n - 1) + ";") * 10}">' for n in range(1, 10)
+    ]
+    for sep in ("\n", ""):
+        doctype = f"<!DOCTYPE rss [{sep.join(levels)}]>"
+        body = rss([item(1, title="&l9;")], extra=doctype)
+        assert error(pool, body) == "entity_expansion_refused"
+
+
+def test_f2_quadratic_blowup_is_refused(pool: ParserPool) -> None:
+    """F2: one 20 KB entity referenced 20,000 times never becomes a 400 M-char title."""
+    doctype = f'<!DOCTYPE rss [<!ENTITY big "{"x" * 20_000}">]>'
+    body = rss([item(1, title="&big;" * 20_000)], extra=doctype)
+    assert error(pool, body) == "entity_expansion_refused"
+
+
+def test_f3_external_entity_is_not_read(pool: ParserPool, tmp_path: Path) -> None:
+    """F3: a SYSTEM entity pointing at a local file never brings its content in."""
+    sentinel = tmp_path / "sentinel.txt"
+    sentinel.write_text("SENTINEL-7f3a")
+    doctype = f'<!DOCTYPE rss [<!ENTITY x SYSTEM "file://{sentinel}"><!ENTITY % p SYSTEM "file://{sentinel}">%p;]>'
+    body = rss([item(1, title="A &x; B", description="&x;")], extra=doctype)
+    try:
+        feed = parse(pool, body)
+    except SourceError:
+        return  # refusing the feed is as good: nothing was read
+    assert "SENTINEL" not in repr(feed)
+
+
+def test_f5_invalid_utf8_and_mislabelled_encoding(pool: ParserPool) -> None:
+    """F5: invalid UTF-8 and a us-ascii label on UTF-8 content give valid text, a warning only."""
+    body = rss([item(1, title="Caf\xe9 caf\u00e9")]).replace(b"utf-8", b"us-ascii") + b"\xff\xfe"
+    feed = parse(pool, body)
+    (article,) = normalise_feed("t", feed, NOW)
+    article.title.encode("utf-8")  # raises if not valid text
+    assert "Caf" in article.title
+
+
+@pytest.mark.parametrize("ref", ["&#x110000;", "&#xFFFFFFFF;", "&#xD800;"])
+def test_f7_bad_character_references_are_contained(pool: ParserPool, ref: str) -> None:
+    """F7: out-of-range references are that feed's error or are dropped; nothing escapes."""
+    body = rss([item(1, title=f"bad {ref} ref")])
+    try:
+        feed = parse(pool, body)
+    except SourceError as e:
+        assert e.reason in ("parse_error", "entity_expansion_refused")
+        return
+    for article in normalise_feed("t", feed, NOW):
+        article.title.encode("utf-8")  # no lone surrogate survives normalising
+
+
+def test_f8_windows_path_entity_is_contained(pool: ParserPool) -> None:
+    """F8: `<!ENTITY path "C:\\data">` (re.error inside feedparser) is a feed error at worst."""
+    body = rss([item(1, title="&path;")], extra='<!DOCTYPE rss [<!ENTITY path "C:\\data">]>')
+    try:
+        parse(pool, body)
+    except SourceError as e:
+        assert e.reason == "parse_error"
+
+
+def test_f9_bad_georss_is_contained(pool: ParserPool) -> None:
+    """F9: GML with srsName="EPSG:abc" never crashes the caller."""
+    gml = (
+        '<georss:where xmlns:georss="http://www.georss.org/georss" '
+        'xmlns:gml="http://www.opengis.net/gml"><gml:Point srsName="EPSG:abc">'
+        "<gml:pos>1 2</gml:pos></gml:Point></georss:where>"
+    )
+    body = rss([item(1)]).replace(b"</item>", gml.encode() + b"</item>")
+    try:
+        feed = parse(pool, body)
+        assert feed.entries
+    except SourceError as e:
+        assert e.reason == "parse_error"
+
+
+def test_f10_redos_author_is_killed_at_deadline_and_worker_replaced(pool: ParserPool) -> None:
+    """F10: the ReDoS author is cut at the parse deadline; the next feed still parses."""
+    author = "a@" + "a." * 40_000 + "!"
+    body = rss([item(1, author=author)])
+    before = len(multiprocessing.active_children())
+    assert error(pool, body) == "parse_timeout"
+    assert parse(pool, rss([item(2)])).entries[0].guid == "urn:item:2"
+    assert len(multiprocessing.active_children()) <= max(before, 2)  # replaced, no zombies
+
+
+def test_f11_deep_nesting_is_contained(pool: ParserPool) -> None:
+    """F11: 100,000 nested elements do not let a RecursionError escape."""
+    body = rss([item(1, description="<![CDATA[" + "<div>" * 200_000 + "]]>")])
+    deep = body.replace(b"<item>", b"<item>" + b"<x>" * 100_000, 1)
+    for payload in (body, deep):
+        try:
+            parse(pool, payload)
+        except SourceError as e:
+            assert e.reason in ("parse_error", "parse_timeout")
+
+
+def test_f12_huge_fields_are_capped(pool: ParserPool) -> None:
+    """F12: a 10 MB description and a 5 MB title are stored truncated to the caps."""
+    body = rss([item(1, title="T" * 5_000_000, description="word " * 2_000_000)])
+    (article,) = normalise_feed("t", parse(pool, body), NOW)
+    assert len(article.title) == MAX_TITLE and len(article.body) == MAX_BODY
+
+
+def test_f14_duplicate_guids_get_distinct_stable_keys(pool: ParserPool) -> None:
+    """F14: one GUID on two different items gives two keys, the same on every poll."""
+    body = rss([item(1, title="First"), item(1, title="Second", link="https://x.example/2")])
+    first = [a.item_key for a in normalise_feed("t", parse(pool, body), NOW)]
+    again = [a.item_key for a in normalise_feed("t", parse(pool, body), NOW)]
+    assert len(set(first)) == 2 and first == again
+
+
+def test_f16_no_guid_no_link_keys_on_content(pool: ParserPool) -> None:
+    """F16: with no GUID and no link the key is a hash of title and content."""
+    one = {"title": "Alpha", "description": "one"}
+    two = {"title": "Alpha", "description": "two"}
+    keys = [a.item_key for a in normalise_feed("t", parse(pool, rss([one, two])), NOW)]
+    assert len(set(keys)) == 2
+
+
+def test_f17_huge_and_nul_guids_become_sha256(pool: ParserPool) -> None:
+    """F17: a 100 KB GUID and a GUID with NUL are stored as 64-hex sha256 keys."""
+    body = rss([item(1, guid="g" * 100_000), item(2, guid="a&#0;b")])
+    keys = [a.item_key for a in normalise_feed("t", parse(pool, body), NOW)]
+    assert all(len(k) == 64 and int(k, 16) >= 0 for k in keys)
+
+
+def test_f18_nul_and_controls_are_stripped(pool: ParserPool) -> None:
+    """F18: NUL (&#0; and raw) and C0 controls never reach a stored field."""
+    body = rss([item(1, title="a&#0;b\x01c", description="x&#0;y")]).replace(b"x&#0;y", b"x\x00y")
+    for article in normalise_feed("t", parse(pool, body), NOW):
+        assert "\x00" not in article.title + article.body and "\x01" not in article.title
+
+
+@pytest.mark.parametrize(
+    ("date", "expected"),
+    [
+        ("Fri, 31 Dec 9999 23:59:59 GMT", NOW),
+        ("Mon, 30 Feb 2026 10:00:00 GMT", NOW),
+        ("garbage", NOW),
+        ("Thu, 01 Jan 1970 00:00:00 GMT", datetime(1970, 1, 1, tzinfo=UTC)),
+        ("Sun, 01 Mar 2026 10:00:00 +9999", None),
+    ],
+)
+def test_f19_dates_in_future_or_unparseable_become_fetch_time(
+    pool: ParserPool, date: str, expected: datetime | None
+) -> None:
+    """F19: year 9999, 30 Feb and garbage become the fetch time; 1970 is kept."""
+    (article,) = normalise_feed("t", parse(pool, rss([item(1, pubDate=date)])), NOW)
+    assert article.published_at is not None and article.published_at <= NOW + timedelta(days=1)
+    if expected is not None:
+        assert article.published_at == expected
+
+
+def test_f21_html_becomes_text_without_scripts_or_handlers(pool: ParserPool) -> None:
+    """F21: script, onerror, javascript: href, iframe and CSS expression leave no tags behind."""
+    nasty = (
+        "<![CDATA[<p>Para one<script>alert(1)</script></p><img src=x onerror=alert(2)>"
+        '<a href="javascript:alert(3)">link</a><iframe src="x"></iframe>'
+        '<div style="width: expression(alert(4))">Para two</div>]]>'
+    )
+    (article,) = normalise_feed("t", parse(pool, rss([item(1, description=nasty)])), NOW)
+    assert article.body == "Para one\nlink\nPara two"
+    assert "<" not in article.body and "alert" not in article.body
+
+
+@pytest.mark.parametrize("link", ["javascript:alert(1)", "data:text/html,<b>x</b>", "file:///x"])
+def test_f23_only_http_links_are_kept(pool: ParserPool, link: str) -> None:
+    """F23: javascript:, data: and file: links are dropped (the article is not linked)."""
+    body = rss([item(1, link=link.replace("<", "&lt;").replace(">", "&gt;"))])
+    (article,) = normalise_feed("t", parse(pool, body), NOW)
+    assert article.url is None
+
+
+def test_f27_truncated_json_feed_is_a_feed_error(pool: ParserPool) -> None:
+    """F27: a truncated JSON Feed is not a crash: no version, no entries (the reader's error)."""
+    body = b'{"version": "https://jsonfeed.org/version/1.1", "items": [{"id": "1", "tit'
+    feed = pool.parse("t", body, {"content-type": "application/feed+json"})
+    assert feed.entries == () or feed.version == ""
+
+
+def test_h16_html_page_is_not_a_feed(pool: ParserPool) -> None:
+    """H16: an HTML challenge page parses to no version and no entries (the reader's not_a_feed)."""
+    feed = parse(pool, b"<html><head><title>Just a moment</title></head><body>x</body></html>")
+    assert (feed.version, feed.entries) == ("", ())
+
+
+def test_canonical_url_drops_tracking_and_fragment() -> None:
+    """utm_* and click ids and the fragment go; other parameters and the path stay."""
+    url = "HTTPS://News.Example/a/1?id=7&utm_source=x&fbclid=y#top"
+    assert canonical_url(url) == "https://news.example/a/1?id=7"
+
+
+def test_html_to_text_keeps_paragraphs_and_entities() -> None:
+    """Block tags become line breaks; entities are decoded once."""
+    assert html_to_text("<p>A &amp; B</p><p>C&nbsp;D<br>E</p>") == "A & B\nC D\nE"
