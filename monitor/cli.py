@@ -23,11 +23,13 @@ from monitor.domain import Article, Match, Rule, utcnow
 from monitor.errors import ConfigError, MonitorError, QueryError, SourceError
 from monitor.logs import setup_logging
 from monitor.match import Matcher
-from monitor.pipeline import Pipeline, build_sinks
+from monitor.pipeline import Pipeline
 from monitor.query import parse_query
 from monitor.sources.folder import iter_paths, read_file
 from monitor.store import Store
+from monitor.store.leases import release, release_dead_leases
 from monitor.units import format_duration, parse_duration
+from monitor.wiring import build_sinks
 
 log = logging.getLogger("monitor.cli")
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -111,6 +113,7 @@ def _load(args: argparse.Namespace) -> Config:
 def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args)  # a bad config stops here, before the database is touched
     store = Store(config.database_url, lock=True)
+    release_dead_leases(store)
     try:
         pipeline = Pipeline(config, store, build_sinks(config))
         try:
@@ -118,12 +121,13 @@ def cmd_run(args: argparse.Namespace) -> int:
                 pipeline.poll_all()
                 pipeline.deliver_due()
                 return EXIT_OK
-            daemon = Daemon(pipeline)
+            daemon = Daemon(pipeline, config_path(args.config))
             daemon.install_signal_handlers()
             daemon.run()
             return EXIT_OK
         finally:
             pipeline.close()  # the poll threads, the fetch client and the parse workers
+            release(store, pipeline.owner)
     finally:
         store.close()
 

@@ -38,6 +38,9 @@ DEFAULT_CONFIG = Path("config/monitor.yaml")
 ID_PATTERN = re.compile(r"^[a-z0-9_-]+$")
 SINK_TYPES = ("console", "webhook", "slack", "discord")
 DEFAULT_PATTERNS = ("*.txt", "*.md", "*.html", "*.json")
+# Silence alerts are monitor's own hits: rule "source-silent", stored under source "monitor".
+RESERVED_RULE_IDS = frozenset({"source-silent"})
+RESERVED_SOURCE_NAMES = frozenset({"monitor"})
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -110,6 +113,7 @@ class Config:
     rules: tuple[Rule, ...]
     queries: dict[str, Query]  # rule id -> parsed query
     digest: str  # hash of every file read, so replicas can compare configs
+    retention_articles: timedelta = timedelta(days=90)  # articles without hits, then pruned
 
     @property
     def source_names(self) -> tuple[str, ...]:
@@ -285,7 +289,7 @@ class _Builder:
 
     TOP: ClassVar[dict[str, bool]] = {
         "database": False, "watchlists": False, "sources": False, "sinks": False,
-        "defaults": False, "fetch": False, "nlp": False, "http": False,
+        "defaults": False, "fetch": False, "nlp": False, "http": False, "retention": False,
     }  # fmt: skip
 
     def __init__(self, path: Path, raw: dict[str, Any], checker: _Checker, env: dict[str, str]):
@@ -324,6 +328,16 @@ class _Builder:
         entities, rules, queries = _load_watchlists(
             self, raw.get("watchlists", ["watchlists/*.yaml"]), notify, sink_names, source_names
         )
+        retention = c.mapping(raw.get("retention") or {}, "retention", {"articles": False})
+        keep = c.convert(
+            retention.get("articles", "90d"), "retention.articles", parse_duration,
+            timedelta(days=90),
+        )  # fmt: skip
+        for rule in rules:
+            if rule.id in RESERVED_RULE_IDS:
+                c.for_file(rule.file).problem(
+                    "rules", f"rule id {rule.id!r} is reserved for monitor's own alerts"
+                )
         if c.problems:
             raise ConfigError(c.problems)
         return Config(
@@ -341,6 +355,7 @@ class _Builder:
             rules=rules,
             queries=queries,
             digest=c.digest.hexdigest()[:16],
+            retention_articles=keep,
         )
 
     def resolve(self, text: str) -> Path:
@@ -440,7 +455,9 @@ class _Builder:
 
     def source_name(self, value: Any, place: str, names: set[str]) -> str:
         name = self.c.string(value, f"{place}.name", pattern=re.compile(r"^[\w.\-]+$"))
-        if name in names:
+        if name in RESERVED_SOURCE_NAMES:
+            self.c.problem(f"{place}.name", f"source name {name!r} is reserved for monitor itself")
+        elif name in names:
             self.c.problem(f"{place}.name", f"duplicate source name {name!r}")
         names.add(name)
         return name

@@ -26,12 +26,15 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
+from monitor import metrics
 from monitor.crash import crash_point
 from monitor.domain import Alert, Rule
-from monitor.errors import DeliveryError
+from monitor.errors import DeliveryError, LeaseLost
 from monitor.sinks import Sink
 from monitor.store import Store
+from monitor.store.leases import claim_alerts
 
 log = logging.getLogger("monitor.deliver")
 
@@ -114,6 +117,7 @@ class Deliverer:
     rules: Mapping[str, Rule]
     policies: Mapping[str, SinkPolicy] = field(default_factory=dict)
     rng: random.Random = field(default_factory=random.Random)
+    owner: str | None = None  # this replica's lease owner name; None: no leases (tests)
 
     def __post_init__(self) -> None:
         self._pool = ThreadPoolExecutor(
@@ -129,14 +133,21 @@ class Deliverer:
         return self.policies.get(sink, SinkPolicy())
 
     def deliver_due(self, now: datetime, *, wait: bool = True) -> DeliveryReport:
-        """Hand each idle sink its due deliveries; ``wait`` for them (``run --once``, tests)."""
+        """Hand each idle sink its due deliveries; ``wait`` for them (``run --once``, tests).
+
+        A sink removed from the config keeps its rows (it may come back); a sink still
+        sending its last batch is skipped, so its deliveries are not claimed meanwhile.
+        """
         disabled = self._disabled_sinks(now)
+        with self._lock:
+            idle = [
+                name for name in self.sinks
+                if name not in disabled and not self.policy(name).digest
+                and (name not in self._busy or self._busy[name].done())
+            ]  # fmt: skip
         batches: dict[str, list[Alert]] = defaultdict(list)
-        for alert in self.store.due_alerts(now):
-            # A sink removed from the config keeps its rows: it may come back.
-            sendable = alert.sink in self.sinks and alert.sink not in disabled
-            if sendable and not self.policy(alert.sink).digest:
-                batches[alert.sink].append(alert)
+        for alert in self._due(now, idle):
+            batches[alert.sink].append(alert)
         started: list[Future[DeliveryReport]] = []
         with self._lock:
             for name, alerts in batches.items():
@@ -152,13 +163,35 @@ class Deliverer:
                 report.add(future.result())
         return report
 
+    def _due(self, now: datetime, sinks: list[str]) -> list[Alert]:
+        if not sinks:
+            return []
+        if self.owner is not None:  # replicas: claim them, so no other replica sends them
+            return claim_alerts(self.store, self.owner, now, sinks)
+        return [a for a in self.store.due_alerts(now) if a.sink in sinks]
+
+    def _record(self, alert: Alert, now: datetime, **outcome: Any) -> bool:
+        """Record a send under our lease; False (logged, counted) if the lease was lost."""
+        try:
+            self.store.record_attempt(alert, now, owner=self.owner, **outcome)
+        except LeaseLost as e:
+            metrics.fencing_rejections.labels(kind="delivery").inc()
+            log.warning("lease lost delivery=%s sink=%s detail=%r (another replica has it)",
+                        alert.delivery_id, alert.sink, str(e))  # fmt: skip
+            return False
+        metrics.delivery_attempts.labels(sink=alert.sink, result=outcome["status"]).inc()
+        return True
+
     def send_digest(self, name: str, now: datetime) -> DeliveryReport:
         """Send every pending delivery of a digest sink as one message."""
         report = DeliveryReport()
         sink = self.sinks.get(name)
         if sink is None or name in self._disabled_sinks(now):
             return report
-        alerts = self.store.pending_alerts(name)
+        if self.owner is not None:  # one replica sends the digest: the one that claims it
+            alerts = claim_alerts(self.store, self.owner, now, [name], limit=1000, due_only=False)
+        else:
+            alerts = self.store.pending_alerts(name)
         if not alerts:
             return report
         pairs = [(a, self._rule(a)) for a in alerts]
@@ -172,15 +205,15 @@ class Deliverer:
         except DeliveryError as e:
             log.warning("digest failed sink=%s alerts=%d error=%r", name, len(alerts), str(e))
             for alert in alerts:  # still pending: they go in the next digest
-                self.store.record_attempt(alert, now, status="pending", next_attempt_at=now,
-                                          status_code=e.status_code, error=str(e))  # fmt: skip
+                self._record(alert, now, status="pending", next_attempt_at=now,
+                             status_code=e.status_code, error=str(e))  # fmt: skip
             if e.gone:
                 self._disable(name, sink, f"sink_gone: {e}", now)
             report.retrying += len(alerts)
             return report
         crash_point("after_send_before_record")
         for alert in alerts:
-            self.store.record_attempt(alert, now, status="delivered")
+            self._record(alert, now, status="delivered")
         report.delivered += len(alerts)
         log.info("digest sent sink=%s alerts=%d", name, len(alerts))
         return report
@@ -204,8 +237,8 @@ class Deliverer:
                 continue
             crash_point("after_send_before_record")
             elapsed = (time.monotonic() - last_send) * 1000
-            self.store.record_attempt(alert, now, status="delivered", duration_ms=elapsed)
-            report.delivered += 1
+            if self._record(alert, now, status="delivered", duration_ms=elapsed):
+                report.delivered += 1
         return report
 
     def _record_failure(
@@ -219,7 +252,7 @@ class Deliverer:
             name, alert.delivery_id, alert.rule_id, alert.attempts + 1, decision.status,
             decision.reason,
         )  # fmt: skip
-        self.store.record_attempt(
+        self._record(
             alert, now, status=decision.status, next_attempt_at=decision.next_attempt_at,
             status_code=error.status_code, error=decision.reason, duration_ms=elapsed_ms,
         )  # fmt: skip

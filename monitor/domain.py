@@ -187,6 +187,7 @@ class Alert:
     story_articles: int
     attempts: int
     hit_at: datetime
+    lease_token: int | None = None  # set when claimed under a lease (replicas)
 
     @property
     def text(self) -> str:

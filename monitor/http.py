@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import uvicorn
@@ -27,8 +29,10 @@ from starlette.routing import Route
 from monitor import metrics
 from monitor.domain import utcnow
 from monitor.store import Store
+from monitor.store.coordination import live_replicas
 
 log = logging.getLogger("monitor.http")
+LIVE_WITHIN = timedelta(minutes=1)  # heartbeats come every 10 s
 STALE_TICK_SECONDS = 60.0  # a daemon whose ticks stopped this long ago is not healthy
 
 
@@ -76,6 +80,18 @@ class DatabaseCollector(Collector):
         for status, count in sorted(stats.sources_by_status.items()):
             sources.add_metric([status], count)
         yield sources
+        yield self.replicas()
+
+    def replicas(self) -> GaugeMetricFamily:
+        """Live replicas per config hash: more than one hash means the configs differ."""
+        family = GaugeMetricFamily(
+            "monitor_replicas", "Replicas seen in the last minute, by config hash.",
+            labels=["config_hash"],
+        )  # fmt: skip
+        hashes = Counter(r.config_hash for r in live_replicas(self.store, utcnow(), LIVE_WITHIN))
+        for config_hash, count in sorted(hashes.items()):
+            family.add_metric([config_hash], count)
+        return family
 
 
 _collector: DatabaseCollector | None = None

@@ -1,17 +1,22 @@
 """The one place that knows the order of the flow:
 
-    source -> articles -> (drop known items) -> match -> store (one transaction) -> deliver
+    claim due source -> articles -> (drop known items) -> match
+      -> store (one fenced transaction) -> deliver
 
-Each step lives in its own module and knows nothing of the others. An
-expected per-source error (``SourceError``) is recorded on the source and the
-loop goes on; any other exception is a bug and propagates to the tick, which
-logs it.
+Each step lives in its own module and knows nothing of the others. Every
+replica runs this same loop: a source is polled only by the replica that
+claimed its lease, and the poll's results are written only while that lease
+still holds (``monitor.store.leases``). An expected per-source error
+(``SourceError``) is recorded on the source and the loop goes on; any other
+exception is a bug and propagates to the tick, which logs it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -19,26 +24,29 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from monitor import schedule
-from monitor.config import Config, SinkConfig
+from monitor import metrics, schedule
+from monitor.chores import SILENCE_SOURCE, SILENT_RULE_ID, Chores, silence_rule
+from monitor.config import Config
 from monitor.crash import crash_point
-from monitor.deliver import Deliverer, DeliveryReport, SinkPolicy
+from monitor.deliver import Deliverer, DeliveryReport
 from monitor.domain import Article, Hit, PollOutcome, utcnow
-from monitor.errors import FetchError, SourceError
+from monitor.errors import FetchError, LeaseLost, SourceError
 from monitor.match import Matcher
 from monitor.sinks import Sink
-from monitor.sinks.chat import DiscordSink, SlackSink
-from monitor.sinks.console import ConsoleSink
-from monitor.sinks.http import AlertClient
-from monitor.sinks.webhook import WebhookSink
 from monitor.sources.feed import FeedReader
-from monitor.sources.fetch import Fetcher, FetchLimits, Resolver, system_resolve
+from monitor.sources.fetch import Resolver, system_resolve
 from monitor.sources.folder import FolderScanner
-from monitor.sources.parse import ParserPool
 from monitor.store import Store
+from monitor.store.leases import Claim, claim_sources
 from monitor.stories import StoryIndex
+from monitor.wiring import build_reader, build_sinks, sink_policies
 
 log = logging.getLogger("monitor.pipeline")
+
+
+def default_owner() -> str:
+    """This process's name in lease and heartbeat rows: host, pid and a random part."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 @dataclass
@@ -60,203 +68,183 @@ class Pipeline:
         sinks: Mapping[str, Sink],
         clock: Callable[[], datetime] = utcnow,
         resolve: Resolver = system_resolve,
+        owner: str | None = None,
     ):
-        self.config = config
         self.store = store
-        self.sinks = sinks
         self.clock = clock
-        self.matcher = Matcher(config.rules, config.queries, nlp_model=config.nlp_model)
-        self.rules = {rule.id: rule for rule in config.rules}
-        self.scanners = {
-            f.name: FolderScanner(f.name, f.path, f.patterns, max_bytes=f.max_file_size)
-            for f in config.folders
-        }
-        sources = [(f.name, "folder", str(f.path)) for f in config.folders]
-        sources += [(f.name, "feed", f.url) for f in config.feeds]
-        store.sync_sources(sources, self.clock())
-        # Near-duplicate index, rebuilt from the stored signatures (one alert per story).
-        self.stories = StoryIndex()
-        self.stories.load(store.story_signatures())
-        self.deliverer = Deliverer(store, sinks, self.rules, sink_policies(config))
-        self.feeds = {f.name: f for f in config.feeds}
+        self.owner = owner or default_owner()
         self._resolve = resolve
         self._reader: FeedReader | None = None  # started on the first feed poll
+        self._retired: list[FeedReader] = []  # readers of an older config, closed when idle
         self._workers: ThreadPoolExecutor | None = None
         self._in_flight: dict[str, Future[PollSummary]] = {}
         self._lock = threading.Lock()
         # One poll transaction at a time: SQLite has a single writer anyway, and queueing
         # here rather than in busy_timeout keeps 20 poll threads from timing each other out.
         self._write_lock = threading.Lock()
+        self.scanners: dict[str, FolderScanner] = {}
+        self.chores = Chores(store, self.owner)
+        self._configure(config, sinks)
+        # Near-duplicate index, rebuilt from the stored signatures (one alert per story).
+        self.stories = StoryIndex()
+        self.stories.load(store.story_signatures())
+
+    def _configure(self, config: Config, sinks: Mapping[str, Sink]) -> None:
+        self.config = config
+        self.sinks = sinks
+        self.matcher = Matcher(config.rules, config.queries, nlp_model=config.nlp_model)
+        self.rules = {rule.id: rule for rule in config.rules}
+        self.rules[SILENT_RULE_ID] = silence_rule(config)
+        # A folder whose settings did not change keeps its scanner (and what it has seen).
+        self.scanners = {
+            f.name: self._same_scanner(f.name, f.path, f.patterns, f.max_file_size)
+            or FolderScanner(f.name, f.path, f.patterns, max_bytes=f.max_file_size)
+            for f in config.folders
+        }
+        self.feeds = {f.name: f for f in config.feeds}
+        sources = [(f.name, "folder", str(f.path)) for f in config.folders]
+        sources += [(f.name, "feed", f.url) for f in config.feeds]
+        sources += [(SILENCE_SOURCE, "internal", "")]  # never polled: not a configured name
+        self.store.sync_sources(sources, self.clock())
+        self.deliverer = Deliverer(
+            self.store, sinks, self.rules, sink_policies(config), owner=self.owner
+        )
+
+    def _same_scanner(self, name: str, *settings: object) -> FolderScanner | None:
+        old = self.scanners.get(name)
+        if old and (old.path, old.patterns, old.max_bytes) == settings:
+            return old
+        return None
+
+    def reload(self, config: Config) -> None:
+        """Swap in a new, already validated config between ticks (hot reload)."""
+        old_deliverer, old_fetch = self.deliverer, self.config.fetch
+        self._configure(config, build_sinks(config))
+        old_deliverer.close()  # lets in-flight sends finish and record their outcome
+        with self._lock:
+            if self._reader is not None and config.fetch != old_fetch:
+                self._retired.append(self._reader)  # polls in flight still use it
+                self._reader = None
 
     # --- polling ------------------------------------------------------------------
 
     def poll_due(self, wait_for_feeds: bool = False) -> list[PollSummary]:
-        """Poll every source the database says is due.
+        """Claim the sources that are due and poll them.
 
-        Folders are scanned here; feeds are handed to the worker pool so that a
-        slow feed never delays the others or the next tick. Returns the
-        summaries of polls that finished (all of them with ``wait_for_feeds``).
+        Folders are scanned here; feeds go to the worker pool so that a slow feed
+        never delays the others or the next tick. Only as many feeds are claimed
+        as there are idle workers, so no lease runs out while its feed waits in a
+        queue. Returns the polls that finished (all of them with ``wait_for_feeds``).
         """
-        now = self.clock()
-        due = self.store.due_sources(now, self.config.source_names)
-        summaries = [
-            self.poll(r.name, r.consecutive_errors) for r in due if r.name not in self.feeds
-        ]
-        for row in due:
-            if row.name in self.feeds:
-                self._submit(row.name, row.consecutive_errors, row.etag, row.last_modified)
+        with self._lock:
+            idle = max(0, self.config.fetch.concurrency - len(self._in_flight))
+        claims = claim_sources(
+            self.store, self.owner, self.clock(), self.config.source_names,
+            limit=idle + len(self.scanners),
+        )  # fmt: skip
+        summaries = self._dispatch(claims)
         return summaries + self._finished_feeds(wait_for_feeds)
 
     def poll_all(self, settle_seconds: float = 10.0) -> list[PollSummary]:
         """Poll every source once (``run --once``), letting half-written files settle first."""
-        rows = {row.name: row for row in self.store.sources()}
-        for name in self.feeds:
-            row = rows.get(name)
-            if row is not None:
-                self._submit(name, row.consecutive_errors, row.etag, row.last_modified)
-        summaries = [
-            self.poll(name, rows[name].consecutive_errors if name in rows else 0)
-            for name in self.config.source_names
-            if name not in self.feeds
-        ]
-        summaries += self._finished_feeds(wait_for_all=True)
+        names = self.config.source_names
+        claims = claim_sources(
+            self.store, self.owner, self.clock(), names, limit=len(names), due_only=False
+        )
+        summaries = self._dispatch(claims) + self._finished_feeds(wait_for_all=True)
         deadline = time.monotonic() + settle_seconds
-        waiting = [s for s in summaries if s.waiting]
+        waiting = [s.source for s in summaries if s.waiting]
         while waiting and time.monotonic() < deadline:
             time.sleep(0.2)  # a file still being written: give its writer the quiet period
-            again = [self.poll(s.source, 0) for s in waiting]
+            claims = claim_sources(
+                self.store, self.owner, self.clock(), waiting, limit=len(waiting), due_only=False
+            )
+            again = self._dispatch(claims)
             summaries += again
-            waiting = [s for s in again if s.waiting]
+            waiting = [s.source for s in again if s.waiting]
         return summaries
 
-    def poll(self, name: str, previous_errors: int = 0) -> PollSummary:
-        now = self.clock()
+    def _dispatch(self, claims: list[Claim]) -> list[PollSummary]:
+        summaries = []
+        for claim in claims:
+            if claim.taken_over_from:
+                metrics.lease_takeovers.labels(kind="source").inc()
+                log.info("lease taken over source=%s from=%s", claim.key, claim.taken_over_from)
+            if claim.key in self.feeds:
+                self._submit(claim)
+            else:
+                summaries.append(self.poll_folder(claim))
+        return summaries
+
+    def poll_folder(self, claim: Claim) -> PollSummary:
+        name, now = claim.key, self.clock()
         summary = PollSummary(name)
         try:
-            articles, summary.waiting = self.collect(name, now)
+            result = self.scanners[name].scan(now.timestamp())
         except SourceError as e:
-            summary.error = f"{e.reason}: {e.detail}" if e.detail else e.reason
-            errors = previous_errors + 1
-            log.warning("poll failed source=%s errors=%d reason=%r", name, errors, summary.error)
-            outcome = PollOutcome(
-                source=name,
-                error=summary.error,
-                next_poll_at=schedule.next_poll_after_error(now, errors, self.interval(name)),
-                status=schedule.status_for(errors),
-                consecutive_errors=errors,
-            )
-            self._save(outcome, now)
-            return summary
-        known = self.store.known_keys(name, (a.item_key for a in articles))
-        fresh = _unique(a for a in articles if a.item_key not in known)
-        matched = tuple((article, tuple(self.matcher.match(article))) for article in fresh)
-        outcome = PollOutcome(
-            source=name,
-            articles=matched,
-            next_poll_at=schedule.next_poll_after_success(now, self.interval(name)),
-        )
-        stored = self._save(outcome, now)
-        summary.new_articles = len(stored)
-        summary.hits = sum(len(hits) for _, hits in matched)
-        if stored:
-            log.info("poll source=%s new=%d hits=%d", name, len(stored), summary.hits)
-        return summary
+            return self._record_error(summary, claim, e, now)
+        summary.waiting = result.waiting
+        matched = self._match_fresh(name, result.articles)
+        outcome = PollOutcome(source=name, articles=matched, next_poll_at=now + self.interval(name))
+        return self._finish(summary, outcome, now, claim, "ok")
 
-    # --- feeds: fetched concurrently, each stored in its own transaction ------------
-
-    def _submit(self, name: str, errors: int, etag: str | None, modified: str | None) -> None:
-        with self._lock:
-            if name in self._in_flight:
-                return  # still being fetched from an earlier tick
-            if self._workers is None:
-                size = self.config.fetch.concurrency
-                self._workers = ThreadPoolExecutor(max_workers=size, thread_name_prefix="poll")
-            future = self._workers.submit(self.poll_feed, name, errors, etag, modified)
-            self._in_flight[name] = future
-
-    def _finished_feeds(self, wait_for_all: bool) -> list[PollSummary]:
-        with self._lock:
-            futures = dict(self._in_flight)
-        if wait_for_all:
-            wait(futures.values())
-        done = {name: f for name, f in futures.items() if f.done()}
-        with self._lock:
-            for name in done:
-                self._in_flight.pop(name, None)
-        return [f.result() for f in done.values()]
-
-    def reader(self) -> FeedReader:
-        with self._lock:
-            if self._reader is None:
-                fetch = self.config.fetch
-                limits = FetchLimits(
-                    timeout=fetch.timeout.total_seconds(),
-                    connect=fetch.connect_timeout.total_seconds(),
-                    read=fetch.read_timeout.total_seconds(),
-                    max_bytes=fetch.max_bytes,
-                    concurrency=fetch.concurrency,
-                    per_host=fetch.per_host,
-                )
-                fetcher = Fetcher(
-                    limits, allow_private=fetch.allow_private_networks, resolve=self._resolve
-                )
-                parser = ParserPool(
-                    min(os.cpu_count() or 2, len(self.feeds), 4),
-                    timeout=fetch.parse_timeout.total_seconds(),
-                    memory_bytes=fetch.parse_memory,
-                )
-                self._reader = FeedReader(fetcher, parser)
-            return self._reader
-
-    def poll_feed(
-        self, name: str, errors: int = 0, etag: str | None = None, modified: str | None = None
-    ) -> PollSummary:
+    def poll_feed(self, claim: Claim) -> PollSummary:
         """Fetch, parse, match and store one feed; a feed error is recorded, never raised."""
-        feed = self.feeds[name]
-        now = self.clock()
+        name, feed, now = claim.key, self.feeds[claim.key], self.clock()
         summary = PollSummary(name)
         try:
             read = self.reader().read(
-                name, feed.url, now, etag=etag, last_modified=modified,
+                name, feed.url, now, etag=claim.etag, last_modified=claim.last_modified,
                 allow_private=feed.allow_private,
             )  # fmt: skip
         except SourceError as e:
-            return self._record_feed_error(summary, e, errors, now)
+            return self._record_error(summary, claim, e, now)
+        crash_point("after_fetch")
         fetch = self.config.fetch
         interval = feed.interval or schedule.adaptive_interval(
             (a.published_at for a in read.articles if a.published_at),
             now, fetch.min_interval, self.config.interval,
         )  # fmt: skip
         delay = schedule.feed_delay(interval, [read.hint], fetch.min_interval, fetch.max_interval)
-        outcome_articles = self._match_fresh(name, list(read.articles))
         outcome = PollOutcome(
-            source=name, articles=outcome_articles, etag=read.etag,
+            source=name, articles=self._match_fresh(name, list(read.articles)), etag=read.etag,
             last_modified=read.last_modified, next_poll_at=now + delay,
         )  # fmt: skip
-        stored = self._save(outcome, now)
+        return self._finish(summary, outcome, now, claim, "not_modified" if read.not_modified
+                            else "ok")  # fmt: skip
+
+    def _finish(
+        self, summary: PollSummary, outcome: PollOutcome, now: datetime, claim: Claim, status: str
+    ) -> PollSummary:
+        stored = self._save(outcome, now, claim)
         summary.new_articles = len(stored)
-        summary.hits = sum(len(hits) for _, hits in outcome_articles)
-        status = "not_modified" if read.not_modified else "ok"
-        log.info("poll source=%s status=%s new=%d hits=%d next_in=%s",
-                 name, status, len(stored), summary.hits, delay)  # fmt: skip
+        summary.hits = sum(len(hits) for _, hits in outcome.articles) if stored else 0
+        metrics.polls.labels(source=summary.source, outcome=status).inc()
+        if stored:
+            metrics.articles.labels(source=summary.source).inc(len(stored))
+            for _, hits in outcome.articles:
+                for hit in hits:
+                    metrics.hits.labels(rule=hit.rule.id).inc()
+            log.info("poll source=%s status=%s new=%d hits=%d next=%s", summary.source, status,
+                     len(stored), summary.hits, outcome.next_poll_at)  # fmt: skip
         return summary
 
-    def _record_feed_error(
-        self, summary: PollSummary, e: SourceError, previous_errors: int, now: datetime
+    def _record_error(
+        self, summary: PollSummary, claim: Claim, e: SourceError, now: datetime
     ) -> PollSummary:
         summary.error = f"{e.reason}: {e.detail}" if e.detail else e.reason
-        errors = previous_errors + 1
+        errors = claim.errors + 1
         status_code = e.status_code if isinstance(e, FetchError) else None
         hint = schedule.parse_retry_after(e.retry_after, now) if isinstance(e, FetchError) else None
-        interval = self.feeds[summary.source].interval or self.config.interval
-        delay = schedule.delay_after_error(errors, interval, hint)
+        delay = schedule.delay_after_error(errors, self.interval(summary.source), hint)
         log.warning("poll failed source=%s errors=%d reason=%r next_in=%s",
                     summary.source, errors, summary.error, delay)  # fmt: skip
         outcome = PollOutcome(
             source=summary.source, error=summary.error, next_poll_at=now + delay,
             status=schedule.feed_status(errors, status_code), consecutive_errors=errors,
         )  # fmt: skip
-        self._save(outcome, now)
+        self._save(outcome, now, claim)
+        metrics.polls.labels(source=summary.source, outcome="error").inc()
         return summary
 
     def _match_fresh(
@@ -271,37 +259,77 @@ class Pipeline:
         )  # fmt: skip
         return tuple((article, tuple(self.matcher.match(article))) for article in fresh)
 
-    def _save(self, outcome: PollOutcome, now: datetime) -> list[int]:
-        """The poll's one transaction (one writer at a time), then the after_commit crash point."""
+    def _save(self, outcome: PollOutcome, now: datetime, claim: Claim | None = None) -> list[int]:
+        """The poll's one transaction, fenced by the claim's lease; then after_commit."""
+        lease = (self.owner, claim.token) if claim else None
         with self._write_lock:
             try:
-                stored = self.store.save_poll(outcome, now, self.sinks_for, self.stories)
+                stored = self.store.save_poll(
+                    outcome, now, self.sinks_for, self.stories, lease=lease
+                )
+            except LeaseLost as e:
+                metrics.fencing_rejections.labels(kind="source").inc()
+                log.warning("lease lost source=%s detail=%r: poll discarded", outcome.source,
+                            str(e))  # fmt: skip
+                self._reload_stories()
+                return []
             except Exception:
-                # The transaction rolled back: the in-memory index may hold signatures it never
-                # stored, so rebuild it from the database before anything else is clustered.
-                self.stories = StoryIndex()
-                self.stories.load(self.store.story_signatures())
+                self._reload_stories()
                 raise
         crash_point("after_commit")
         return stored
 
-    def collect(self, name: str, now: datetime) -> tuple[list[Article], list[str]]:
-        """Articles the source offers now, and files still being written."""
-        scanner = self.scanners.get(name)
-        if scanner is None:
-            raise SourceError(name, "not_supported", "feed polling is not available yet")
-        result = scanner.scan(now.timestamp())
-        return result.articles, result.waiting
+    def _reload_stories(self) -> None:
+        """The transaction rolled back: the in-memory index may hold signatures it never
+        stored, so rebuild it from the database before anything else is clustered."""
+        self.stories = StoryIndex()
+        self.stories.load(self.store.story_signatures())
+
+    # --- feeds: fetched concurrently, each stored in its own transaction ------------
+
+    def _submit(self, claim: Claim) -> None:
+        with self._lock:
+            if claim.key in self._in_flight:
+                return  # still being fetched from an earlier tick
+            if self._workers is None:
+                size = self.config.fetch.concurrency
+                self._workers = ThreadPoolExecutor(max_workers=size, thread_name_prefix="poll")
+            self._in_flight[claim.key] = self._workers.submit(self.poll_feed, claim)
+
+    def _finished_feeds(self, wait_for_all: bool) -> list[PollSummary]:
+        with self._lock:
+            futures = dict(self._in_flight)
+        if wait_for_all:
+            wait(futures.values())
+        done = {name: f for name, f in futures.items() if f.done()}
+        with self._lock:
+            for name in done:
+                self._in_flight.pop(name, None)
+            retired = self._retired if not self._in_flight else []
+            self._retired = [] if retired else self._retired
+        for reader in retired:
+            _close_reader(reader)
+        return [f.result() for f in done.values()]
+
+    def reader(self) -> FeedReader:
+        with self._lock:
+            if self._reader is None:
+                self._reader = build_reader(self.config, self._resolve)
+            return self._reader
 
     def interval(self, name: str) -> timedelta:
         for folder in self.config.folders:
             if folder.name == name:
                 return folder.interval
-        feed = next((f for f in self.config.feeds if f.name == name), None)
+        feed = self.feeds.get(name)
         return (feed.interval if feed else None) or self.config.interval
 
     def sinks_for(self, hit: Hit) -> tuple[str, ...]:
         return hit.rule.notify
+
+    def run_chores(self) -> None:
+        """Retention and silence alerts, on whichever replica leads the chores."""
+        self.chores.run(self.config, self.clock(), self.sinks_for)
 
     # --- delivering -------------------------------------------------------------
 
@@ -321,52 +349,13 @@ class Pipeline:
         self.deliverer.close()
         if self._workers is not None:
             self._workers.shutdown(wait=True)
-        if self._reader is not None:
-            self._reader.fetcher.close()
-            self._reader.parser.close()
+        for reader in [*self._retired, *([self._reader] if self._reader else [])]:
+            _close_reader(reader)
 
 
-def build_sinks(config: Config, client: AlertClient | None = None) -> dict[str, Sink]:
-    """One sink object per configured sink; the HTTP sinks share one client."""
-    client = client or AlertClient()
-    sinks: dict[str, Sink] = {}
-    for sink in config.sinks:
-        if sink.type == "console":
-            sinks[sink.name] = ConsoleSink(sink.name)
-        elif sink.type == "webhook" and sink.url:
-            if not sink.secrets:
-                log.warning("webhook sink is unsigned sink=%s (set its secret)", sink.name)
-            sinks[sink.name] = WebhookSink(
-                sink.name, sink.url, sink.secrets, client, timeout=sink.timeout.total_seconds(),
-                allow_private=sink.allow_private_networks,
-            )  # fmt: skip
-        elif sink.url:
-            chat = SlackSink if sink.type == "slack" else DiscordSink
-            sinks[sink.name] = chat(
-                sink.name, sink.url, client, timeout=sink.timeout.total_seconds(),
-                allow_private=sink.allow_private_networks, min_interval=_seconds(sink),
-            )  # fmt: skip
-    return sinks
-
-
-def sink_policies(config: Config) -> dict[str, SinkPolicy]:
-    """Each sink's retry schedule, rate limit and digest flag, from its config."""
-    policies = {}
-    for sink in config.sinks:
-        default = SinkPolicy()
-        interval = _seconds(sink)
-        if interval is None:
-            interval = 1.0 if sink.type in ("slack", "discord") else 0.0
-        policies[sink.name] = SinkPolicy(
-            schedule=sink.retry if sink.retry is not None else default.schedule,
-            min_interval=interval,
-            digest=sink.digest is not None,
-        )
-    return policies
-
-
-def _seconds(sink: SinkConfig) -> float | None:
-    return sink.min_interval.total_seconds() if sink.min_interval is not None else None
+def _close_reader(reader: FeedReader) -> None:
+    reader.fetcher.close()
+    reader.parser.close()
 
 
 def _unique(articles: Iterable[Article]) -> list[Article]:

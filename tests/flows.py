@@ -10,8 +10,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from monitor.config import load_config
-from monitor.pipeline import Pipeline, build_sinks
+from monitor.pipeline import Pipeline
 from monitor.store import Store
+from monitor.wiring import build_sinks
 
 START = datetime(2031, 1, 6, 9, 0, tzinfo=UTC)  # after any real file mtime
 NEW_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # base64 of 24 bytes

@@ -8,13 +8,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from flows import make_flow
-from receivers import Reply, running
 from sqlmodel import select
 
+from flows import make_flow
 from monitor.domain import Alert, Match, Rule
 from monitor.sinks.chat import discord_text, safe_link, slack_text
 from monitor.store.tables import DeliveryRow
+from receivers import Reply, running
 
 HOSTILE = "<!everyone> @channel <@U123> <https://evil.example|yourbank.com> & co"
 RULE = Rule(id="r", title="Rule", query="x", notify=("chat",))

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from receivers import Reply, running
 from test_crash import STORIES, setup
 
 from conftest import run_monitor
+from receivers import Reply, running
 
 
 def test_failed_deliveries_are_listed_and_redelivered_with_the_same_id(tmp_path: Path) -> None:

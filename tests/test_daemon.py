@@ -108,8 +108,9 @@ def test_digest_job_fires_at_eight_in_seoul(tmp_path: Path) -> None:
 
     from monitor.config import load_config
     from monitor.daemon import Daemon
-    from monitor.pipeline import Pipeline, build_sinks
+    from monitor.pipeline import Pipeline
     from monitor.store import Store
+    from monitor.wiring import build_sinks
 
     (tmp_path / "watchlists").mkdir()
     (tmp_path / "watchlists" / "w.yaml").write_text("rules: []\n")

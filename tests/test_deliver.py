@@ -12,14 +12,14 @@ from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
-from flows import NEW_SECRET, OLD_SECRET, SUMMIT, Flow, make_flow, webhook_sink
-from receivers import Receiver, Reply, running
 from sqlmodel import select
 
+from flows import NEW_SECRET, OLD_SECRET, SUMMIT, Flow, make_flow, webhook_sink
 from monitor.deliver import RETRY_SCHEDULE, decide, next_attempt
 from monitor.errors import DeliveryError
 from monitor.sinks.http import parse_retry_after
 from monitor.store.tables import DeliveryAttemptRow, DeliveryRow
+from receivers import Receiver, Reply, running
 
 SECRETS: dict[str, str | bytes] = {"new": NEW_SECRET, "old": OLD_SECRET.encode()}
 

@@ -14,6 +14,7 @@ from monitor import metrics
 from monitor.domain import Article, Hit, PollOutcome, Rule
 from monitor.http import Health, HttpServer, create_app
 from monitor.store import Store
+from monitor.store.coordination import heartbeat
 
 NOW = datetime.now(UTC)
 
@@ -25,6 +26,7 @@ def server(tmp_path: Path):
     rule = Rule(id="r1", title="r1", query="x", notify=("console", "ops"))
     article = Article("seeds", "k1", "North Korea", "", None, None, NOW)
     store.save_poll(PollOutcome("seeds", ((article, (Hit(rule),)),)), NOW, lambda h: h.rule.notify)
+    heartbeat(store, "host:1:a", "host", 1, "abc123", NOW)
     http = HttpServer(create_app(Health(store, lambda: "abc123")), "127.0.0.1:0")
     http.start()
     yield f"http://{http.address}"
@@ -47,6 +49,7 @@ def test_metrics_parse_and_show_the_outbox(server: str) -> None:
     assert pending == {"console": 1, "ops": 1}
     assert found["monitor_database_up"][0].value == 1
     assert found["monitor_outbox_oldest_age_seconds"][0].value >= 0
+    assert found["monitor_replicas"][0].labels == {"config_hash": "abc123"}
     polls = [s for s in found["monitor_polls"] if s.name == "monitor_polls_total"]
     assert any(s.labels == {"source": "seeds", "outcome": "ok"} and s.value >= 1 for s in polls)
 

@@ -7,12 +7,12 @@ from itertools import combinations
 from pathlib import Path
 
 import pytest
-from flows import SUMMIT, make_flow, webhook_sink
-from receivers import running
 from sqlmodel import select
 
+from flows import SUMMIT, make_flow, webhook_sink
 from monitor.store.tables import DeliveryRow
 from monitor.stories import THRESHOLD, StoryIndex, signature
+from receivers import running
 
 # Five copies of one story as wire services and republishers run it.
 COPIES = [

@@ -16,7 +16,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from monitor.store.repository import Store
-from monitor.store.tables import ArticleRow, HitRow, LeaderRow, ReplicaRow, StorySignatureRow
+from monitor.store.tables import (
+    ArticleRow,
+    HitRow,
+    LeaderRow,
+    ReplicaRow,
+    SeenItemRow,
+    SourceRow,
+    StorySignatureRow,
+)
 
 
 def database_now(session: Session, fallback: datetime) -> datetime:
@@ -89,3 +97,19 @@ def prune_articles(store: Store, before: datetime) -> int:
         with store.engine.connect() as conn:
             conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     return pruned
+
+
+def source_activity(store: Store) -> dict[str, tuple[int, datetime | None, datetime | None]]:
+    """Per source: items ever seen, when the first arrived, when the last new one arrived."""
+    with store.reading() as s:
+        query = (
+            select(
+                SourceRow.name,
+                func.count(col(SeenItemRow.id)),
+                func.min(SeenItemRow.first_seen_at),
+                SourceRow.last_new_item_at,
+            )
+            .join(SeenItemRow, col(SeenItemRow.source_id) == col(SourceRow.id), isouter=True)
+            .group_by(col(SourceRow.id))
+        )
+        return {name: (n, first, last) for name, n, first, last in s.exec(query)}

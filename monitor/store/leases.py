@@ -12,6 +12,7 @@ the row locks, which is fine: it is one process behind a file lock.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,45 +21,70 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import col, select
 
+from monitor.domain import Alert
 from monitor.store.coordination import database_now
 from monitor.store.repository import Store
 from monitor.store.tables import DeliveryRow, SourceRow
 
-POLL_LEASE = timedelta(seconds=90)  # >= fetch deadline + parse deadline + commit
-DELIVERY_LEASE = timedelta(seconds=60)  # >= 2 x the HTTP timeout
+# Defaults from RELIABILITY 4.2; the variables exist so fault tests can use short leases.
+POLL_LEASE = timedelta(seconds=float(os.environ.get("MONITOR_POLL_LEASE_SECONDS", 90)))
+DELIVERY_LEASE = timedelta(seconds=float(os.environ.get("MONITOR_DELIVERY_LEASE_SECONDS", 60)))
 
 
 @dataclass(frozen=True)
 class Claim:
-    """A claimed row: its key, the token to fence writes with, and who held it before."""
+    """A claimed row: its key, the token to fence writes with, and who held it before.
+
+    For a source, also the state its poll needs (errors so far, HTTP validators).
+    """
 
     key: Any  # source name or delivery id
     token: int
     taken_over_from: str | None  # a previous owner whose lease had expired
+    errors: int = 0
+    etag: str | None = None
+    last_modified: str | None = None
 
 
 def claim_sources(
     store: Store, owner: str, now: datetime, names: Iterable[str], *,
-    lease: timedelta = POLL_LEASE, limit: int = 50,
+    lease: timedelta = POLL_LEASE, limit: int = 50, due_only: bool = True,
 ) -> list[Claim]:  # fmt: skip
-    """Claim up to ``limit`` configured sources that are due and not leased by anyone."""
-    due = (col(SourceRow.next_poll_at) <= now) | col(SourceRow.next_poll_at).is_(None)
-    query = select(SourceRow).where(col(SourceRow.name).in_(list(names))).where(due)
+    """Claim up to ``limit`` configured sources that are due (or all, for ``run --once``)
+    and not leased by anyone."""
+    query = select(SourceRow).where(col(SourceRow.name).in_(list(names)))
+    if due_only:
+        query = query.where(
+            (col(SourceRow.next_poll_at) <= now) | col(SourceRow.next_poll_at).is_(None)
+        )
     return _claim(store, SourceRow, query.order_by(col(SourceRow.next_poll_at)), "name",
                   owner, now, lease, limit)  # fmt: skip
 
 
 def claim_deliveries(
-    store: Store, owner: str, now: datetime, *, lease: timedelta = DELIVERY_LEASE, limit: int = 100
-) -> list[Claim]:
-    """Claim up to ``limit`` pending deliveries whose next attempt is due."""
+    store: Store, owner: str, now: datetime, sinks: Iterable[str], *,
+    lease: timedelta = DELIVERY_LEASE, limit: int = 100, due_only: bool = True,
+) -> list[Claim]:  # fmt: skip
+    """Claim up to ``limit`` pending deliveries of ``sinks`` whose next attempt is due
+    (every pending one with ``due_only=False``: a digest takes them all)."""
     query = (
         select(DeliveryRow)
         .where(col(DeliveryRow.status) == "pending")
-        .where(col(DeliveryRow.next_attempt_at) <= now)
+        .where(col(DeliveryRow.sink).in_(list(sinks)))
         .order_by(col(DeliveryRow.next_attempt_at), col(DeliveryRow.created_at))
     )
+    if due_only:
+        query = query.where(col(DeliveryRow.next_attempt_at) <= now)
     return _claim(store, DeliveryRow, query, "id", owner, now, lease, limit)
+
+
+def claim_alerts(
+    store: Store, owner: str, now: datetime, sinks: Iterable[str], *,
+    lease: timedelta = DELIVERY_LEASE, limit: int = 100, due_only: bool = True,
+) -> list[Alert]:  # fmt: skip
+    """Claimed deliveries, ready to render; each Alert carries its lease token."""
+    claims = claim_deliveries(store, owner, now, sinks, lease=lease, limit=limit, due_only=due_only)
+    return store.alerts_by_id([c.key for c in claims]) if claims else []
 
 
 def _claim(
@@ -75,7 +101,14 @@ def _claim(
             row.lease_owner, row.lease_until = owner, db_now + lease
             row.lease_token += 1
             s.add(row)
-            claims.append(Claim(getattr(row, key), row.lease_token, previous))
+            claims.append(
+                Claim(
+                    getattr(row, key), row.lease_token, previous,
+                    errors=getattr(row, "consecutive_errors", 0),
+                    etag=getattr(row, "etag", None),
+                    last_modified=getattr(row, "last_modified", None),
+                )
+            )  # fmt: skip
     return claims
 
 
@@ -102,3 +135,12 @@ def release(store: Store, owner: str) -> None:
                 .where(col(table.lease_owner) == owner)
                 .values(lease_owner=None, lease_until=None)
             )
+
+
+def release_dead_leases(store: Store) -> None:
+    """SQLite: the caller holds the one-process file lock, so every lease in the file was
+    left by a process that died (kill -9); free them rather than wait them out."""
+    if store.engine.dialect.name == "sqlite":
+        with store.writing() as s:
+            for table in (SourceRow, DeliveryRow):
+                s.exec(update(table).values(lease_owner=None, lease_until=None))

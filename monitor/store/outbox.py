@@ -113,6 +113,7 @@ def to_alert(
         story_articles=story.article_count if story else 1,
         attempts=delivery.attempts,
         hit_at=hit.created_at,
+        lease_token=delivery.lease_token if delivery.lease_owner else None,
     )
 
 

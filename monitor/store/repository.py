@@ -195,6 +195,16 @@ class Store(OutboxQueries):
             )
             return [to_alert(*row) for row in s.execute(query)]
 
+    def alerts_by_id(self, ids: list[str]) -> list[Alert]:
+        """The given deliveries, ready to render, in due order."""
+        with self.reading() as s:
+            query = (
+                alert_query()
+                .where(col(DeliveryRow.id).in_(ids))
+                .order_by(col(DeliveryRow.next_attempt_at), col(DeliveryRow.created_at))
+            )
+            return [to_alert(*row) for row in s.execute(query)]
+
     def record_attempt(
         self,
         alert: Alert,
@@ -205,12 +215,20 @@ class Store(OutboxQueries):
         status_code: int | None = None,
         error: str | None = None,
         duration_ms: float | None = None,
+        owner: str | None = None,
     ) -> None:
-        """Record one send: ``status`` is delivered, pending (retry later) or failed."""
+        """Record one send: ``status`` is delivered, pending (retry later) or failed.
+
+        With ``owner``, an alert claimed under a lease is fenced: ``LeaseLost`` if
+        another replica has claimed the delivery since, and nothing is recorded.
+        """
         with self.writing() as s:
-            row = s.get(DeliveryRow, alert.delivery_id)
+            row = s.get(DeliveryRow, alert.delivery_id, with_for_update=True)
             if row is None:
                 return
+            if owner is not None and alert.lease_token is not None:
+                _check_lease(row, (owner, alert.lease_token), "delivery", row.id)
+                row.lease_owner, row.lease_until = None, None
             row.status = status
             row.attempts += 1
             row.last_attempt_at = now

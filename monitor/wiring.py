@@ -1,0 +1,86 @@
+"""Build the steps' objects from a config: sinks, their delivery policies, the feed reader.
+
+Sits beside the pipeline (it knows config and every step) so that the steps
+themselves never import the config.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from monitor.config import Config, SinkConfig
+from monitor.deliver import SinkPolicy
+from monitor.sinks import Sink
+from monitor.sinks.chat import DiscordSink, SlackSink
+from monitor.sinks.console import ConsoleSink
+from monitor.sinks.http import AlertClient
+from monitor.sinks.webhook import WebhookSink
+from monitor.sources.feed import FeedReader
+from monitor.sources.fetch import Fetcher, FetchLimits, Resolver
+from monitor.sources.parse import ParserPool
+
+log = logging.getLogger("monitor.wiring")
+
+
+def build_sinks(config: Config, client: AlertClient | None = None) -> dict[str, Sink]:
+    """One sink object per configured sink; the HTTP sinks share one client."""
+    client = client or AlertClient()
+    sinks: dict[str, Sink] = {}
+    for sink in config.sinks:
+        if sink.type == "console":
+            sinks[sink.name] = ConsoleSink(sink.name)
+        elif sink.type == "webhook" and sink.url:
+            if not sink.secrets:
+                log.warning("webhook sink is unsigned sink=%s (set its secret)", sink.name)
+            sinks[sink.name] = WebhookSink(
+                sink.name, sink.url, sink.secrets, client, timeout=sink.timeout.total_seconds(),
+                allow_private=sink.allow_private_networks,
+            )  # fmt: skip
+        elif sink.url:
+            chat = SlackSink if sink.type == "slack" else DiscordSink
+            sinks[sink.name] = chat(
+                sink.name, sink.url, client, timeout=sink.timeout.total_seconds(),
+                allow_private=sink.allow_private_networks, min_interval=_seconds(sink),
+            )  # fmt: skip
+    return sinks
+
+
+def sink_policies(config: Config) -> dict[str, SinkPolicy]:
+    """Each sink's retry schedule, rate limit and digest flag, from its config."""
+    policies = {}
+    for sink in config.sinks:
+        default = SinkPolicy()
+        interval = _seconds(sink)
+        if interval is None:
+            interval = 1.0 if sink.type in ("slack", "discord") else 0.0
+        policies[sink.name] = SinkPolicy(
+            schedule=sink.retry if sink.retry is not None else default.schedule,
+            min_interval=interval,
+            digest=sink.digest is not None,
+        )
+    return policies
+
+
+def build_reader(config: Config, resolve: Resolver) -> FeedReader:
+    """The shared fetch client and parse workers, bounded by ``fetch.*``."""
+    fetch = config.fetch
+    limits = FetchLimits(
+        timeout=fetch.timeout.total_seconds(),
+        connect=fetch.connect_timeout.total_seconds(),
+        read=fetch.read_timeout.total_seconds(),
+        max_bytes=fetch.max_bytes,
+        concurrency=fetch.concurrency,
+        per_host=fetch.per_host,
+    )
+    fetcher = Fetcher(limits, allow_private=fetch.allow_private_networks, resolve=resolve)
+    parser = ParserPool(
+        min(os.cpu_count() or 2, len(config.feeds), 4),
+        timeout=fetch.parse_timeout.total_seconds(),
+        memory_bytes=fetch.parse_memory,
+    )
+    return FeedReader(fetcher, parser)
+
+
+def _seconds(sink: SinkConfig) -> float | None:
+    return sink.min_interval.total_seconds() if sink.min_interval is not None else None
