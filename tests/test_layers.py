@@ -11,7 +11,7 @@ BOTTOM = {
     "metrics",
 }  # fmt: skip
 STEPS = {"config", "sources", "match", "store", "sinks", "deliver", "stories"}
-TOP = {"daemon", "cli", "backtest", "http", "reload", "logs"}
+TOP = {"daemon", "cli", "backtest", "http", "reload", "logs", "web"}
 
 
 def layer_of(module: str) -> str:
