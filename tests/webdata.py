@@ -45,7 +45,7 @@ rules:
     tags: [korea, diplomacy]
     severity: high
   - id: un-sanctions
-    title: UN sanctions panel <b>report</b>
+    title: UN sanctions panel report
     query: sanctions
     tags: [un]
     severity: medium
@@ -94,27 +94,27 @@ def _save(store: Store, config: Config, source: str, article: Article, rule_id: 
     store.save_poll(PollOutcome(source, ((article, (hit,)),)), at, lambda h: h.rule.notify)
 
 
-def build(root: Path, env: dict[str, str] | None = None) -> WebData:
+def build(root: Path, env: dict[str, str] | None = None, now: datetime = NOW) -> WebData:
     """Three rules, hits over two weeks, a story carried by two outlets, a failing source
     and a failed delivery; an article whose title and body carry markup."""
     config = write_config(root, env)
     store = Store(config.database_url)
-    store.sync_sources([("seeds", "folder", "seeds"), ("yonhap", "feed", "x")], NOW)
+    store.sync_sources([("seeds", "folder", "seeds"), ("yonhap", "feed", "x")], now)
     for i in range(OLD_SANCTIONS_HITS):
-        at = NOW - timedelta(days=3, minutes=i)
+        at = now - timedelta(days=3, minutes=i)
         article = _article("yonhap", f"old{i}", f"Sanctions bulletin {i}",
                            "The UN sanctions committee met. Nothing else.", at)  # fmt: skip
         _save(store, config, "yonhap", article, "un-sanctions", "sanctions", at=at)
     summit_body = ("Leaders met in Vladivostok on Tuesday.\nNorth Korea and Russia agreed "
                    "to hold a summit in Pyongyang. Putin is expected to attend.")  # fmt: skip
-    at = NOW - timedelta(hours=2)
+    at = now - timedelta(hours=2)
     summit = _article("seeds", "summit", "North Korea–Russia summit announced", summit_body, at)
     _save(store, config, "seeds", summit, "nk-russia-summit", "North Korea", "Russia", "summit",
           at=at)  # fmt: skip
     copy = _article("yonhap", "summit-copy", "N. Korea, Russia to hold summit", summit_body,
                     at + timedelta(minutes=5))  # fmt: skip
     store.save_poll(PollOutcome("yonhap", ((copy, ()),)), at + timedelta(minutes=5), lambda h: ())
-    at = NOW - timedelta(hours=1)
+    at = now - timedelta(hours=1)
     hostile = _article(
         "seeds",
         "hostile",
@@ -128,10 +128,10 @@ def build(root: Path, env: dict[str, str] | None = None) -> WebData:
         "matsegora",
         "Ambassador Matsegora speaks",
         "Matsegora said relations grow.",
-        NOW - timedelta(minutes=30),
+        now - timedelta(minutes=30),
     )
     _save(store, config, "seeds", matsegora, "matsegora", "Matsegora",
-          at=NOW - timedelta(minutes=30))  # fmt: skip
+          at=now - timedelta(minutes=30))  # fmt: skip
     with store.writing() as s:  # the two summit articles are one story (as MinHash would find)
         story = s.exec(select_story("summit")).one()
         s.exec(update(ArticleRow).where(ArticleRow.item_key == "summit-copy")  # type: ignore
@@ -142,12 +142,12 @@ def build(root: Path, env: dict[str, str] | None = None) -> WebData:
             error="http_status: 503 Service Unavailable",
             status="failing",
             consecutive_errors=3,
-            next_poll_at=NOW + timedelta(minutes=40),
+            next_poll_at=now + timedelta(minutes=40),
         ),
-        NOW,
+        now,
         lambda h: (),
     )
-    _fail_one_delivery(store)
+    _fail_one_delivery(store, now)
     ids = _hit_ids(store)
     return WebData(config, store, ids["summit"], ids["hostile"])
 
@@ -165,11 +165,11 @@ def _hit_ids(store: Store) -> dict[str, int]:
         return {key: hit_id for key, hit_id in rows}
 
 
-def _fail_one_delivery(store: Store) -> None:
+def _fail_one_delivery(store: Store, now: datetime) -> None:
     """The ops webhook answered 500 twice for the summit hit, then the delivery failed."""
-    alert = next(a for a in store.due_alerts(NOW, 500) if a.sink == "ops" and
+    alert = next(a for a in store.due_alerts(now, 500) if a.sink == "ops" and
                  a.title.startswith("North Korea"))  # fmt: skip
-    store.record_attempt(alert, NOW - timedelta(minutes=50), status="pending", status_code=500,
-                         error="HTTP 500 from receiver", next_attempt_at=NOW)  # fmt: skip
-    store.record_attempt(alert, NOW - timedelta(minutes=20), status="failed", status_code=500,
+    store.record_attempt(alert, now - timedelta(minutes=50), status="pending", status_code=500,
+                         error="HTTP 500 from receiver", next_attempt_at=now)  # fmt: skip
+    store.record_attempt(alert, now - timedelta(minutes=20), status="failed", status_code=500,
                          error="HTTP 500 <b>boom</b>")  # fmt: skip

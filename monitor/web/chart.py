@@ -98,7 +98,7 @@ def _row(row: ChartRow, days: Sequence[str], top: float, step: float, peak: int,
         n = row.per_day.get(day, 0)
         if not n:
             continue
-        h = max(1.5, bar_area * n / peak)
+        h = max(4.0, bar_area * n / peak)  # a single hit beside a busy day stays visible
         x = LABEL_WIDTH + i * step + BAR_GAP / 2
         bar_width = max(1.0, step - BAR_GAP)
         parts.append(

@@ -61,16 +61,21 @@ def excerpt(text: str, matches: Sequence[Match], body_start: int = 0) -> Excerpt
     in_body = [m for m in matches if m.start >= body_start]
     if not matches:
         lo, hi = snippet_around(text, body_start, body_start)
-        return Excerpt(mark(text, (), lo, hi), lo > 0, hi < len(text), 0)
+        return Excerpt(mark(text, (), lo, hi), _cuts(text, lo - 1), _cuts(text, hi), 0)
     first = min(in_body or matches, key=lambda m: m.start)
     lo, hi = snippet_around(text, first.start, first.end)
     inside = [(m.start, m.end) for m in matches if m.start < hi and m.end > lo]
     return Excerpt(
         mark(text, inside, lo, hi),
-        starts_mid_text=lo > 0,
-        ends_mid_text=hi < len(text),
+        starts_mid_text=_cuts(text, lo - 1),
+        ends_mid_text=_cuts(text, hi),
         other_matches=len(matches) - len(inside),
     )
+
+
+def _cuts(text: str, at: int) -> bool:
+    """Whether an excerpt edge at ``at`` cuts a paragraph (so it deserves an ellipsis)."""
+    return 0 <= at < len(text) and text[at] != "\n"
 
 
 def marked_article(
