@@ -20,6 +20,7 @@ import io
 import multiprocessing
 import os
 import platform
+import random
 import resource
 import shutil
 import socketserver
@@ -59,6 +60,11 @@ WORDS = [
     "energy",
     "report",
 ]
+VOCABULARY = WORDS + [
+    "".join(random.Random(k).choice("bcdfghjklmnprstvwz") + random.Random(k + 1).choice("aeiou")
+            for _ in range(3)) + str(k)
+    for k in range(5000)
+]  # fmt: skip
 BEAT = "Kim Jong Un met Putin in Pyongyang for summit talks on UN sanctions and Matsegora."
 
 
@@ -67,7 +73,8 @@ def feed_bytes(n: int, items: int) -> bytes:
     parts = []
     date = formatdate(1_760_000_000 + n * 60, usegmt=True)
     for i in range(items):
-        words = [WORDS[(n * 7 + i * 3 + k) % len(WORDS)] for k in range(150)]
+        rng = random.Random(n * 1000 + i)  # distinct text per item: no false near-duplicates
+        words = [rng.choice(VOCABULARY) for _ in range(150)]
         paragraphs = "".join(f"<p>{' '.join(words[j : j + 30])}.</p>" for j in range(0, 150, 30))
         if (n + i) % 10 == 0:
             paragraphs += f"<p>{BEAT}</p>"
@@ -156,7 +163,10 @@ def run_pipeline(port: int, count: int) -> tuple[float, float, int, int]:
 
     work = Path(tempfile.mkdtemp(prefix="bench-feeds-"))
     try:
-        shutil.copytree(ROOT / "config" / "watchlists", work / "watchlists")
+        # The sample watchlists name seed files as labelled examples, relative to themselves.
+        shutil.copytree(ROOT / "config" / "watchlists", work / "config" / "watchlists")
+        shutil.copytree(ROOT / "seeds", work / "seeds")
+        work = work / "config"
         feeds = "".join(
             f"    - {{name: f{n}, url: 'http://127.0.0.1:{port}/feed/{n}', interval: 1h}}\n"
             for n in range(count)
@@ -185,7 +195,7 @@ def run_pipeline(port: int, count: int) -> tuple[float, float, int, int]:
         print(f"hits on the first pass: {hits}")
         return first_seconds, second_seconds, sum(s.new_articles for s in first), len(errors)
     finally:
-        shutil.rmtree(work)
+        shutil.rmtree(work.parent)
 
 
 def main() -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -17,18 +18,21 @@ from rich.table import Table
 
 from monitor import __version__
 from monitor.backtest import RuleTally, backtest, score_examples
-from monitor.config import Config, config_path, load_config
+from monitor.config import Config, config_path, is_loopback_listen, load_config
 from monitor.daemon import Daemon
 from monitor.domain import Article, Match, Rule, utcnow
 from monitor.errors import ConfigError, MonitorError, QueryError, SourceError
+from monitor.http import HttpServer
 from monitor.logs import setup_logging
 from monitor.match import Matcher
 from monitor.pipeline import Pipeline
 from monitor.query import parse_query
 from monitor.sources.folder import iter_paths, read_file
 from monitor.store import Store
+from monitor.store.database import create_db_engine
 from monitor.store.leases import release, release_dead_leases
 from monitor.units import format_duration, parse_duration
+from monitor.web import create_web_app
 from monitor.wiring import build_sinks
 
 log = logging.getLogger("monitor.cli")
@@ -100,6 +104,10 @@ def _parser() -> argparse.ArgumentParser:
     again.add_argument("ids", nargs="*", default=[], metavar="ID", help="delivery ids")
     again.add_argument("--failed", action="store_true", help="every failed delivery")
     redeliver.set_defaults(func=cmd_redeliver)
+
+    serve = sub.add_parser("serve", parents=[common], help="serve the dashboard alone, read-only")
+    serve.add_argument("--listen", help="host:port (default: http.listen, else 127.0.0.1:9464)")
+    serve.set_defaults(func=cmd_serve)
     return parser
 
 
@@ -413,6 +421,30 @@ def cmd_redeliver(args: argparse.Namespace) -> int:
         print(f"monitor: no delivery {ident!r}", file=sys.stderr)
     print(f"{len(done)} delivery(ies) queued again")
     return EXIT_USAGE if missing else EXIT_OK
+
+
+# --- serve (issue #8) -------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The dashboard without the daemon: no lock, no migration, no writes."""
+    config = _load(args)
+    listen = args.listen or config.http_listen or "127.0.0.1:9464"
+    if not re.match(r"^[\w.\-\[\]:]*:\d{1,5}$", listen):
+        _usage(f"--listen: expected host:port, got {listen!r}")
+    if not is_loopback_listen(listen) and not config.http_token:
+        _usage(f"{listen} is not loopback: set http.token in the config to serve there")
+    engine = create_db_engine(config.database_url)
+    server = HttpServer(create_web_app(engine, lambda: config, listen), listen)
+    server.start()
+    print(f"dashboard on http://{server.address}/ (Ctrl-C stops)", flush=True)
+    try:
+        server.thread.join()
+    except KeyboardInterrupt:
+        server.stop()
+    finally:
+        engine.dispose()
+    return EXIT_OK
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -114,6 +114,8 @@ class Config:
     queries: dict[str, Query]  # rule id -> parsed query
     digest: str  # hash of every file read, so replicas can compare configs
     retention_articles: timedelta = timedelta(days=90)  # articles without hits, then pruned
+    # The dashboard's bearer token (issue #8): required when http.listen is not loopback.
+    http_token: str | None = field(default=None, repr=False)
 
     @property
     def source_names(self) -> tuple[str, ...]:
@@ -316,10 +318,11 @@ class _Builder:
         feeds, folders = self.sources(raw.get("sources") or {})
         fetch = self.fetch(raw.get("fetch") or {})
         nlp = c.mapping(raw.get("nlp") or {}, "nlp", {"model": False})
-        http = c.mapping(raw.get("http") or {}, "http", {"listen": False})
+        http = c.mapping(raw.get("http") or {}, "http", {"listen": False, "token": False})
         listen = c.string(http["listen"], "http.listen") if http.get("listen") else None
         if listen and not re.match(r"^[\w.\-\[\]:]*:\d{1,5}$", listen):
             c.problem("http.listen", f"expected host:port, got {listen!r}")
+        token = _http_token(c, http.get("token"), listen)
         sink_names = {s.name for s in sinks}
         for i, name in enumerate(notify):
             if name not in sink_names:
@@ -351,6 +354,7 @@ class _Builder:
             fetch=fetch,
             nlp_model=c.string(nlp["model"], "nlp.model") if nlp.get("model") else None,
             http_listen=listen,
+            http_token=token,
             entities=entities,
             rules=rules,
             queries=queries,
@@ -489,6 +493,34 @@ class _Builder:
                 raw["allow_private_networks"], "fetch.allow_private_networks"
             )
         return replace(d, **values)
+
+
+# --- the dashboard's token (issue #8) ------------------------------------------------
+
+MIN_TOKEN_LENGTH = 16
+
+
+def is_loopback_listen(listen: str) -> bool:
+    """True when ``host:port`` binds only to loopback (127.0.0.0/8, ::1, localhost)."""
+    host = listen.rpartition(":")[0].strip("[]").lower()
+    if host in ("localhost", ""):
+        return host == "localhost"  # an empty host binds every interface
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name may resolve anywhere: treat it as reachable from outside
+
+
+def _http_token(c: _Checker, value: Any, listen: str | None) -> str | None:
+    """The page needs no login on loopback; anywhere else a token is required. Problems
+    never show the token (``${VAR}`` friendly, like sink secrets)."""
+    token = c.string(value, "http.token") if value is not None else ""
+    if token and len(token) < MIN_TOKEN_LENGTH:
+        c.problem("http.token", f"must be at least {MIN_TOKEN_LENGTH} characters")
+    if listen and not token and not is_loopback_listen(listen):
+        c.problem("http.token", f"http.listen {listen!r} is not loopback: set http.token so "
+                  "the dashboard requires it")  # fmt: skip
+    return token or None
 
 
 # --- sink delivery keys (issue #4) -------------------------------------------------

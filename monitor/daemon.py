@@ -131,7 +131,10 @@ class Daemon:
     def start_http(self) -> None:
         listen = self.pipeline.config.http_listen
         if listen:
-            health = Health(self.pipeline.store, lambda: self.pipeline.config.digest)
+            health = Health(
+                self.pipeline.store, lambda: self.pipeline.config.digest,
+                config=lambda: self.pipeline.config, listen=listen,
+            )  # fmt: skip
             self.http = HttpServer(create_app(health), listen)
             self.http.start()
 

@@ -1,4 +1,5 @@
-"""The daemon's HTTP endpoints on ``http.listen``: ``/healthz`` and ``/metrics``.
+"""The daemon's HTTP endpoints on ``http.listen``: ``/healthz``, ``/metrics`` and,
+when the daemon passes its config, the dashboard (``monitor.web``) at ``/``.
 
 A Starlette app served by uvicorn in a background thread, so a slow scrape
 never delays a tick. Figures that live in the database are read at scrape
@@ -24,12 +25,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from monitor import metrics
+from monitor.config import Config
 from monitor.domain import utcnow
 from monitor.store import Store
 from monitor.store.coordination import live_replicas
+from monitor.web import create_web_app
 
 log = logging.getLogger("monitor.http")
 LIVE_WITHIN = timedelta(minutes=1)  # heartbeats come every 10 s
@@ -42,6 +45,10 @@ class Health:
 
     store: Store
     config_hash: Callable[[], str]
+    # The dashboard (issue #8) needs the current config (hot reload swaps it) and the
+    # address it listens on (no token is asked on loopback). Without them: no dashboard.
+    config: Callable[[], Config] | None = None
+    listen: str | None = None
 
 
 class DatabaseCollector(Collector):
@@ -128,7 +135,11 @@ def create_app(health: Health) -> Starlette:
     async def metrics_endpoint(_request: Request) -> Response:
         return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
-    return Starlette(routes=[Route("/healthz", healthz), Route("/metrics", metrics_endpoint)])
+    routes: list[BaseRoute] = [Route("/healthz", healthz), Route("/metrics", metrics_endpoint)]
+    if health.config is not None and health.listen is not None:
+        dashboard = create_web_app(health.store.engine, health.config, health.listen)
+        routes.append(Mount("/", app=dashboard))
+    return Starlette(routes=routes)
 
 
 class HttpServer:

@@ -12,7 +12,7 @@ BOTTOM = {
 }  # fmt: skip
 STEPS = {"config", "sources", "match", "store", "sinks", "deliver", "stories"}
 PIPELINE = {"pipeline", "wiring", "chores"}  # the order of the flow, and its assembly
-TOP = {"daemon", "cli", "backtest", "http", "reload", "logs"}
+TOP = {"daemon", "cli", "backtest", "http", "reload", "logs", "web"}
 
 
 def layer_of(module: str) -> str:

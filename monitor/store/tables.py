@@ -100,7 +100,8 @@ class ArticleRow(SQLModel, table=True):
     published_at: datetime | None = _at()
     fetched_at: datetime = _at(nullable=False, index=True)
     content_hash: str
-    story_id: int | None = Field(default=None, foreign_key="stories.id")
+    # Indexed for the dashboard's story view (issue #8): every outlet that carried a story.
+    story_id: int | None = Field(default=None, foreign_key="stories.id", index=True)
 
 
 class HitRow(SQLModel, table=True):
