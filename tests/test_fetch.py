@@ -19,7 +19,8 @@ import pytest
 from feedserver import FeedServer, Request, Route
 
 from monitor.errors import FetchError
-from monitor.sources.fetch import Fetcher, FetchLimits, is_forbidden_address
+from monitor.netguard import is_forbidden_address
+from monitor.sources.fetch import Fetcher, FetchLimits
 
 LIMITS = FetchLimits(timeout=1.5, connect=1.0, read=1.0, max_bytes=1 << 20)
 

@@ -26,7 +26,7 @@ def server(tmp_path: Path):
     rule = Rule(id="r1", title="r1", query="x", notify=("console", "ops"))
     article = Article("seeds", "k1", "North Korea", "", None, None, NOW)
     store.save_poll(PollOutcome("seeds", ((article, (Hit(rule),)),)), NOW, lambda h: h.rule.notify)
-    heartbeat(store, "host:1:a", "host", 1, "abc123", NOW)
+    heartbeat(store, "host:1:a", "host", 1, "abc123", datetime.now(UTC))  # live now
     http = HttpServer(create_app(Health(store, lambda: "abc123")), "127.0.0.1:0")
     http.start()
     yield f"http://{http.address}"

@@ -18,8 +18,7 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+from monitor.netguard import IPAddress, is_forbidden_address
 
 
 class ForbiddenAddress(ValueError):
@@ -28,21 +27,6 @@ class ForbiddenAddress(ValueError):
 
 class UnresolvedHost(OSError):
     """The name did not resolve (maybe for now): a network error, retried like one."""
-
-
-def is_forbidden(address: IPAddress) -> bool:
-    """Private, loopback, link-local (169.254.169.254), CGNAT, multicast, unspecified, reserved."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    return (
-        address.is_private
-        or address.is_loopback
-        or address.is_link_local
-        or address.is_multicast
-        or address.is_unspecified
-        or address.is_reserved
-        or (isinstance(address, ipaddress.IPv4Address) and address in _CGNAT)
-    )
 
 
 def literal_address(url: str) -> IPAddress | None:
@@ -76,7 +60,7 @@ def pin(url: str, *, allow_private: bool) -> PinnedTarget:
     if not addresses:
         raise UnresolvedHost(f"{host!r} has no address")
     if not allow_private:
-        bad = [a for a in addresses if is_forbidden(a)]
+        bad = [a for a in addresses if is_forbidden_address(a)]
         if bad:
             raise ForbiddenAddress(f"{host!r} resolves to a private address ({bad[0]})")
     chosen = addresses[0]

@@ -38,9 +38,9 @@ import httpx
 
 from monitor import __version__
 from monitor.errors import FetchError
+from monitor.netguard import is_forbidden_address
 
 USER_AGENT = f"monitor/{__version__} (news monitor; +https://github.com/monitor/monitor)"
-CGNAT = ipaddress.ip_network("100.64.0.0/10")
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 # (host, port) -> the IP addresses it resolves to. A seam: tests pass a stub.
@@ -54,22 +54,6 @@ def system_resolve(host: str, port: int) -> list[str]:
     except (socket.gaierror, UnicodeError) as e:
         raise OSError(f"cannot resolve {host!r}: {e}") from e
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
-
-
-def is_forbidden_address(ip: str) -> bool:
-    """Private, loopback, link-local (169.254.169.254), CGNAT, multicast, reserved..."""
-    address = ipaddress.ip_address(ip.split("%")[0])
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped  # ::ffff:127.0.0.1 is loopback too
-    return (
-        address.is_private
-        or address.is_loopback
-        or address.is_link_local
-        or address.is_multicast
-        or address.is_unspecified
-        or address.is_reserved
-        or (isinstance(address, ipaddress.IPv4Address) and address in CGNAT)
-    )
 
 
 @dataclass(frozen=True)
