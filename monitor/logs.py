@@ -57,3 +57,6 @@ def setup_logging(fmt: str = "text", verbose: bool = False) -> None:
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per migration is noise
     logging.getLogger("httpx").setLevel(logging.WARNING)  # we log each fetch ourselves
+    # APScheduler logs every job run, and a warning whenever a tick is still running when
+    # the next is due (expected: ticks coalesce); our ticks log their own events.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
