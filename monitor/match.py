@@ -288,7 +288,7 @@ def _term(text: TokenizedText, term: Term) -> list[Occurrence]:
             lists.append(positions_of[words[i]])
         positions = list(merge(*lists))
     else:
-        positions = text.positions.get(key, [])
+        positions = text.positions[key]
     if term.case_sensitive:
         cased, word = text.cased, term.word
         if term.prefix:
@@ -306,7 +306,7 @@ def _phrase(text: TokenizedText, phrase: Phrase) -> list[Occurrence]:
     # A phrase may run over a line break (hard-wrapped text) but not from title into body.
     return [
         (p, p + size - 1)
-        for p in text.positions.get(first, [])
+        for p in text.positions[first]
         if p + size <= count
         and not p < title <= p + size - 1
         and all(forms[p + i] == words[i] for i in range(size))
