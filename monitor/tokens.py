@@ -238,7 +238,7 @@ class TokenizedText:
         return cls(text)
 
     def __len__(self) -> int:
-        return len(self.starts)
+        return len(self.folded)
 
     @cached_property
     def tokens(self) -> list[Token]:
@@ -250,12 +250,22 @@ class TokenizedText:
         return sorted(self.positions.distinct)
 
     @cached_property
+    def line_breaks(self) -> list[int]:
+        """Offsets of the body's line breaks: paragraph p >= 1 ends at line_breaks[p - 1]."""
+        return [m.start() for m in _LINE_BREAK.finditer(self.text, self.body_start)]
+
+    @cached_property
     def paragraphs(self) -> list[int]:
         """Paragraph number per token: the title is 0, every line break starts a new one."""
-        breaks = [m.start() for m in _LINE_BREAK.finditer(self.text, self.body_start)]
+        breaks = self.line_breaks
         numbers = [TITLE_UNIT] * self.title_count
         numbers += [1 + bisect_right(breaks, start) for start in self.starts[self.title_count :]]
         return numbers
+
+    @cached_property
+    def sentence_units(self) -> SentenceUnits:
+        """Sentence ids per token like ``sentences``, splitting only the paragraphs asked for."""
+        return SentenceUnits(self)
 
     @cached_property
     def sentences(self) -> list[int]:
@@ -293,15 +303,51 @@ class TokenizedText:
         return spans
 
 
+class SentenceUnits:
+    """``units[i]``: an id of token i's sentence, equal for tokens of one sentence.
+
+    The sentencizer (~2.4x the cost of tokenising, DESIGN.md) runs on one
+    paragraph at a time, when a token of it is first asked for: a NEAR/S pair
+    is usually in one or two paragraphs of a long article. Splitting a
+    paragraph alone gives the sentences splitting the whole text gives: no
+    sentence crosses a line break, and spaCy's sentencizer leaves a line-break
+    token with no period pending, so each paragraph starts afresh (a Hypothesis
+    test in tests/test_tokens.py compares the two).
+    """
+
+    def __init__(self, text: TokenizedText):
+        self._text = text
+        self._paragraphs = text.paragraphs
+        self._split: dict[int, tuple[int, list[int]]] = {}  # paragraph -> (start, sentence starts)
+
+    def __getitem__(self, i: int) -> int:
+        paragraph = self._paragraphs[i]
+        if paragraph == TITLE_UNIT:
+            return TITLE_UNIT
+        found = self._split.get(paragraph)
+        if found is None:
+            found = self._split[paragraph] = self._sentencize(paragraph)
+        start, starts = found
+        # Unique over the text: a paragraph's ids never reach the next paragraph's.
+        return paragraph * (len(self._text.text) + 2) + bisect_right(starts, self._text.starts[i])
+
+    def _sentencize(self, paragraph: int) -> tuple[int, list[int]]:
+        text, breaks = self._text, self._text.line_breaks
+        start = text.body_start if paragraph == 1 else breaks[paragraph - 2] + 1
+        end = breaks[paragraph - 1] if paragraph - 1 < len(breaks) else len(text.text)
+        return start, [start + s for s in sentence_starts(text.text[start:end])]
+
+
 class _Sentencizer:
     """The shared spaCy pipeline, rebuilt every ``rebuild_every`` documents.
 
     spaCy's StringStore keeps every string it has seen (1 M strings took
     357 MiB, see DESIGN.md): a fresh pipeline now and then bounds a daemon
-    that runs for months.
+    that runs for months. A doc is one paragraph (``SentenceUnits``), about a
+    tenth of an article: 50,000 of them hold the strings 5,000 articles did.
     """
 
-    def __init__(self, rebuild_every: int = 5000):
+    def __init__(self, rebuild_every: int = 50_000):
         self.rebuild_every = rebuild_every
         self._lock = threading.Lock()
         self._nlp: Any = None

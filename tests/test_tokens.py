@@ -6,7 +6,7 @@ import unicodedata
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.domain import Article
@@ -174,3 +174,18 @@ def test_lazy_positions_list_every_occurrence(words: list[str], word: str) -> No
     for key in [*text.folded, word]:
         assert text.positions[key] == [i for i, w in enumerate(text.folded) if w == key]
     assert text.positions.keys() == set(text.folded)
+
+
+PIECES = ["Kim", "met", "Putin", ".", "!", "?", "...", '"', "U.S.", "Mr.", "(", ")", " ", "  "]
+BREAKS = ["\n", "\r\n", "\n\n", "\v", "\f", "\x1c", "\x85", "\u2028", "\u2029", "\n "]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(PIECES + BREAKS), max_size=30), st.sampled_from(["", "T. t"]))
+def test_sentence_units_split_paragraphs_as_the_whole_text(pieces: list[str], title: str) -> None:
+    """Sentencizing paragraph by paragraph groups tokens exactly as sentencizing it all."""
+    body = " ".join(pieces)
+    text = TokenizedText.from_parts(title, body) if title else TokenizedText.from_text(body)
+    whole, lazy = text.sentences, text.sentence_units
+    pairs = [(i, j) for i in range(len(text)) for j in range(i, len(text))]
+    assert [whole[i] == whole[j] for i, j in pairs] == [lazy[i] == lazy[j] for i, j in pairs]
