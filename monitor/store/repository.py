@@ -12,10 +12,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Engine, func
+from sqlalchemy import Engine, bindparam, func
 from sqlalchemy import insert as sa_insert
-from sqlalchemy import update as sa_update
 from sqlalchemy import select as sa_select  # sqlmodel's select takes at most four entities
+from sqlalchemy import update as sa_update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
@@ -378,6 +378,18 @@ def _claim_items(s: Session, source_id: int, keys: list[str], now: datetime) -> 
     return claimed
 
 
+# Built once: a statement built per row spent more time in SQLAlchemy's compile-cache
+# key than in SQLite (py-spy, bench/bench_feeds.py).
+_NEW_STORY = sa_insert(StoryRow).returning(col(StoryRow.id))
+_GROW_STORY = (
+    sa_update(StoryRow)
+    .where(col(StoryRow.id) == bindparam("story"))
+    .values(article_count=col(StoryRow.article_count) + 1)
+)
+_NEW_ARTICLE = sa_insert(ArticleRow).returning(col(ArticleRow.id))
+_NEW_HIT = sa_insert(HitRow).returning(col(HitRow.id))
+
+
 @dataclass
 class _Later:
     """Rows nothing in the poll transaction reads back: written in bulk at its end.
@@ -408,31 +420,25 @@ def _insert_article(
     """One article with its story and hits, in Core statements (RETURNING gives the ids)."""
     connection = s.connection()
     story_id, signature = stories.assign(article.text) if stories is not None else (None, b"")
-    if story_id is not None:
-        # A near-duplicate: the story grows, it alerts no rule again.
-        grow = (
-            sa_update(StoryRow)
-            .where(col(StoryRow.id) == story_id)
-            .values(article_count=col(StoryRow.article_count) + 1)
-        )
-        if connection.execute(grow).rowcount == 0:
-            story_id = None  # the story was pruned since: start a new one
+    # A near-duplicate: the story grows, it alerts no rule again; a pruned story starts anew.
+    if story_id is not None and connection.execute(_GROW_STORY, {"story": story_id}).rowcount == 0:
+        story_id = None
     if story_id is None:
-        new_story = sa_insert(StoryRow).values(created_at=now, article_count=1)
-        story_id = connection.execute(new_story.returning(col(StoryRow.id))).scalar_one()
-    row = sa_insert(ArticleRow).values(
-        source_id=source_id,
-        item_key=article.item_key,
-        title=article.title,
-        body=article.body,
-        url=article.url,
-        path=article.path,
-        published_at=article.published_at,
-        fetched_at=article.fetched_at,
-        content_hash=article.content_hash,
-        story_id=story_id,
-    )
-    article_id: int = connection.execute(row.returning(col(ArticleRow.id))).scalar_one()
+        new_story = {"created_at": now, "article_count": 1}
+        story_id = connection.execute(_NEW_STORY, new_story).scalar_one()
+    row = {
+        "source_id": source_id,
+        "item_key": article.item_key,
+        "title": article.title,
+        "body": article.body,
+        "url": article.url,
+        "path": article.path,
+        "published_at": article.published_at,
+        "fetched_at": article.fetched_at,
+        "content_hash": article.content_hash,
+        "story_id": story_id,
+    }
+    article_id: int = connection.execute(_NEW_ARTICLE, row).scalar_one()
     if stories is not None:
         later.signatures.append(
             {"article_id": article_id, "story_id": story_id, "signature": signature}
@@ -457,15 +463,15 @@ def _insert_hit(
     first = hit.matches[0] if hit.matches else Match(0, 0, "")
     text = article.text
     lo, hi = snippet_around(text, first.start, first.end)
-    row = sa_insert(HitRow).values(
-        rule_id=hit.rule.id,
-        article_id=article_id,
-        story_id=story_id,
-        matches=json.dumps([m.__dict__ for m in hit.matches]),
-        snippet=text[lo:hi],
-        created_at=now,
-    )
-    hit_id = s.connection().execute(row.returning(col(HitRow.id))).scalar_one()
+    row = {
+        "rule_id": hit.rule.id,
+        "article_id": article_id,
+        "story_id": story_id,
+        "matches": json.dumps([m.__dict__ for m in hit.matches]),
+        "snippet": text[lo:hi],
+        "created_at": now,
+    }
+    hit_id = s.connection().execute(_NEW_HIT, row).scalar_one()
     deliveries = [
         {
             "id": delivery_id(hit.rule.id, article.source, article.item_key, sink),
