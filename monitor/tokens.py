@@ -318,24 +318,23 @@ class SentenceUnits:
     def __init__(self, text: TokenizedText):
         self._text = text
         self._paragraphs = text.paragraphs
-        self._split: dict[int, tuple[int, list[int]]] = {}  # paragraph -> (start, sentence starts)
+        self._split: dict[int, list[int]] = {}  # paragraph -> its sentence starts
 
     def __getitem__(self, i: int) -> int:
         paragraph = self._paragraphs[i]
         if paragraph == TITLE_UNIT:
             return TITLE_UNIT
-        found = self._split.get(paragraph)
-        if found is None:
-            found = self._split[paragraph] = self._sentencize(paragraph)
-        start, starts = found
+        starts = self._split.get(paragraph)
+        if starts is None:
+            starts = self._split[paragraph] = self._sentencize(paragraph)
         # Unique over the text: a paragraph's ids never reach the next paragraph's.
         return paragraph * (len(self._text.text) + 2) + bisect_right(starts, self._text.starts[i])
 
-    def _sentencize(self, paragraph: int) -> tuple[int, list[int]]:
+    def _sentencize(self, paragraph: int) -> list[int]:
         text, breaks = self._text, self._text.line_breaks
         start = text.body_start if paragraph == 1 else breaks[paragraph - 2] + 1
         end = breaks[paragraph - 1] if paragraph - 1 < len(breaks) else len(text.text)
-        return start, [start + s for s in sentence_starts(text.text[start:end])]
+        return [start + s for s in sentence_starts(text.text[start:end])]
 
 
 class _Sentencizer:

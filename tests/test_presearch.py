@@ -80,7 +80,9 @@ def test_candidates_exact_and_prefix() -> None:
         ("title:kim AND person:putin", {"kim"}, False),
     ],
 )
-def test_candidates_need_every_required_clause(query: str, words: set[str], candidate: bool) -> None:
+def test_candidates_need_every_required_clause(
+    query: str, words: set[str], candidate: bool
+) -> None:
     """A rule whose key occurs is still dropped when another word it needs is absent."""
     index = PresearchIndex([parse_query(query)])
     assert index.candidates(words) == ({0} if candidate else set())

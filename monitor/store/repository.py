@@ -390,6 +390,12 @@ _NEW_ARTICLE = sa_insert(ArticleRow).returning(col(ArticleRow.id))
 _NEW_HIT = sa_insert(HitRow).returning(col(HitRow.id))
 
 
+def _new_id(returned: int | None) -> int:
+    """The id an INSERT ... RETURNING gave (the column is typed Optional for the ORM)."""
+    assert returned is not None
+    return returned
+
+
 @dataclass
 class _Later:
     """Rows nothing in the poll transaction reads back: written in bulk at its end.
@@ -419,13 +425,13 @@ def _insert_article(
 ) -> int:
     """One article with its story and hits, in Core statements (RETURNING gives the ids)."""
     connection = s.connection()
-    story_id, signature = stories.assign(article.text) if stories is not None else (None, b"")
+    found, signature = stories.assign(article.text) if stories is not None else (None, b"")
     # A near-duplicate: the story grows, it alerts no rule again; a pruned story starts anew.
-    if story_id is not None and connection.execute(_GROW_STORY, {"story": story_id}).rowcount == 0:
-        story_id = None
-    if story_id is None:
+    if found is not None and connection.execute(_GROW_STORY, {"story": found}).rowcount == 1:
+        story_id = found
+    else:
         new_story = {"created_at": now, "article_count": 1}
-        story_id = connection.execute(_NEW_STORY, new_story).scalar_one()
+        story_id = _new_id(connection.execute(_NEW_STORY, new_story).scalar_one())
     row = {
         "source_id": source_id,
         "item_key": article.item_key,
@@ -438,7 +444,7 @@ def _insert_article(
         "content_hash": article.content_hash,
         "story_id": story_id,
     }
-    article_id: int = connection.execute(_NEW_ARTICLE, row).scalar_one()
+    article_id = _new_id(connection.execute(_NEW_ARTICLE, row).scalar_one())
     if stories is not None:
         later.signatures.append(
             {"article_id": article_id, "story_id": story_id, "signature": signature}
@@ -471,7 +477,7 @@ def _insert_hit(
         "snippet": text[lo:hi],
         "created_at": now,
     }
-    hit_id = s.connection().execute(_NEW_HIT, row).scalar_one()
+    hit_id = _new_id(s.connection().execute(_NEW_HIT, row).scalar_one())
     deliveries = [
         {
             "id": delivery_id(hit.rule.id, article.source, article.item_key, sink),
