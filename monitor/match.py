@@ -59,7 +59,7 @@ from __future__ import annotations
 import logging
 import sys
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from heapq import merge
 
 from monitor.domain import Article, Hit, Match, Rule
@@ -80,7 +80,7 @@ from monitor.query import (
     Term,
     Title,
 )
-from monitor.tokens import Recognizer, TokenizedText
+from monitor.tokens import Recognizer, SentenceUnits, TokenizedText
 
 log = logging.getLogger("monitor.match")
 
@@ -233,11 +233,14 @@ class _Evaluator:
                 used_right |= back_right
         else:
             paragraphs = self.text.paragraphs
-            # No sentence crosses a paragraph (monitor.tokens): with no pair in one
-            # paragraph the spaCy sentencizer (~2.4x the cost of tokenising) never runs.
-            if node.kind == "S" and not _partnered(left, right, paragraphs):
-                return None
-            units = self.text.sentences if node.kind == "S" else paragraphs
+            units: Sequence[int] | SentenceUnits = paragraphs
+            if node.kind == "S":
+                # No sentence crosses a paragraph (monitor.tokens): only paragraphs holding
+                # both sides are split into sentences (spaCy, ~2.4x the cost of tokenising).
+                shared = {paragraphs[f] for f, _ in left} & {paragraphs[f] for f, _ in right}
+                left = [occ for occ in left if paragraphs[occ[0]] in shared]
+                right = [occ for occ in right if paragraphs[occ[0]] in shared]
+                units = self.text.sentence_units
             used_left = _partnered(left, right, units)
             used_right = _partnered(right, left, units)
         if not used_left:
@@ -288,7 +291,7 @@ def _term(text: TokenizedText, term: Term) -> list[Occurrence]:
             lists.append(positions_of[words[i]])
         positions = list(merge(*lists))
     else:
-        positions = text.positions.get(key, [])
+        positions = text.positions[key]
     if term.case_sensitive:
         cased, word = text.cased, term.word
         if term.prefix:
@@ -306,7 +309,7 @@ def _phrase(text: TokenizedText, phrase: Phrase) -> list[Occurrence]:
     # A phrase may run over a line break (hard-wrapped text) but not from title into body.
     return [
         (p, p + size - 1)
-        for p in text.positions.get(first, [])
+        for p in text.positions[first]
         if p + size <= count
         and not p < title <= p + size - 1
         and all(forms[p + i] == words[i] for i in range(size))
@@ -351,7 +354,9 @@ def _within(xs: list[Occurrence], ys: list[Occurrence], distance: int) -> tuple[
     return used_x, used_y
 
 
-def _partnered(xs: list[Occurrence], ys: list[Occurrence], units: list[int]) -> set[int]:
+def _partnered(
+    xs: list[Occurrence], ys: list[Occurrence], units: Sequence[int] | SentenceUnits
+) -> set[int]:
     """Indices of xs with some y in the same unit (sentence or paragraph) not overlapping it."""
     # Per unit, the earliest end and the latest start of its ys: a y ends
     # before x or starts after x exactly when one of those two does.

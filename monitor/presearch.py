@@ -111,6 +111,41 @@ def required_keys(node: Node) -> frozenset[Key] | None:
     return None
 
 
+Clause = frozenset[str]  # folded words of which at least one must occur
+
+
+def required_clauses(node: Node) -> tuple[Clause, ...]:
+    """Clauses that all hold (each: one of its words occurs) wherever ``node`` is true.
+
+    A necessary condition, checked after the key lookup: a rule selected by one
+    rare key (a surname that is also a common word elsewhere) is dropped before
+    its exact evaluation when another word it needs is absent. Wildcards,
+    ``NOT`` and ``source:`` add no clause; an OR gives one clause, the union of
+    its branches' rarest clauses.
+    """
+    if isinstance(node, Term):
+        return () if node.prefix else (frozenset((_term_key(node)[1],)),)
+    if isinstance(node, Phrase):
+        return tuple(frozenset((w.casefold() if node.case_sensitive else w,)) for w in node.tokens)
+    if isinstance(node, Or | EntityRef):
+        branches = node.children if isinstance(node, Or) else node.names
+        union: set[str] = set()
+        for branch in branches:
+            clauses = required_clauses(branch)
+            if not clauses:
+                return ()
+            union |= min(clauses, key=lambda c: sum(key_cost((False, w)) for w in c))
+        return (frozenset(union),) if union else ()
+    if isinstance(node, And):
+        return tuple(c for child in node.children for c in required_clauses(child))
+    if isinstance(node, Near):
+        return required_clauses(node.left) + required_clauses(node.right)
+    if isinstance(node, Title | Scope):
+        return required_clauses(node.child)
+    assert isinstance(node, Not | Source)
+    return ()
+
+
 @dataclass(frozen=True)
 class _Prefix:
     prefix: str
@@ -124,6 +159,7 @@ class PresearchIndex:
         exact: dict[str, list[int]] = {}
         prefixes: dict[str, list[int]] = {}
         self.always: list[int] = []
+        self.clauses = [required_clauses(query.root) for query in queries]
         for number, query in enumerate(queries):
             keys = required_keys(query.root)
             if keys is None:
@@ -157,4 +193,5 @@ class PresearchIndex:
                     for entry in group:
                         if word.startswith(entry.prefix):
                             found.update(entry.rules)
-        return found
+        clauses = self.clauses
+        return {n for n in found if all(not words.isdisjoint(c) for c in clauses[n])}

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import cache
 
 import numpy as np
 from datasketch import MinHash, MinHashLSH
@@ -43,8 +44,15 @@ def shingles(text: str, size: int = SHINGLE) -> set[bytes]:
     return {" ".join(words[i : i + size]).encode() for i in range(len(words) - size + 1)}
 
 
+@cache
+def _permutations() -> np.ndarray:
+    """The seed's permutation parameters: datasketch draws them again for every MinHash
+    unless given (~70 % of clustering an article, bench/bench_feeds.py, issue #3)."""
+    return MinHash(num_perm=NUM_PERM, seed=1, scheme=SCHEME).permutations
+
+
 def signature(text: str) -> MinHash:
-    sig = MinHash(num_perm=NUM_PERM, seed=1, scheme=SCHEME)
+    sig = MinHash(num_perm=NUM_PERM, seed=1, scheme=SCHEME, permutations=_permutations())
     sig.update_batch(list(shingles(text)))
     return sig
 
@@ -55,7 +63,9 @@ def encode(sig: MinHash) -> bytes:
 
 def decode(data: bytes) -> MinHash:
     values = np.frombuffer(data, dtype=np.uint64).copy()
-    return MinHash(num_perm=NUM_PERM, seed=1, hashvalues=values, scheme=SCHEME)
+    return MinHash(
+        num_perm=NUM_PERM, seed=1, hashvalues=values, scheme=SCHEME, permutations=_permutations()
+    )
 
 
 class StoryIndex:
@@ -65,6 +75,7 @@ class StoryIndex:
         self.threshold = threshold
         self._lsh = MinHashLSH(threshold=min(threshold, CANDIDATE_THRESHOLD), num_perm=NUM_PERM)
         self._members: dict[str, tuple[int, MinHash]] = {}
+        self._assigned: tuple[bytes, MinHash] | None = None  # the last signature, not decoded again
 
     def __len__(self) -> int:
         return len(self._members)
@@ -83,10 +94,14 @@ class StoryIndex:
             score = sig.jaccard(other)
             if score >= best_score:
                 best, best_score = story_id, score
-        return best, encode(sig)
+        data = encode(sig)
+        self._assigned = (data, sig)
+        return best, data
 
     def remember(self, article_id: int, story_id: int, data: bytes) -> None:
-        self._insert(f"a{article_id}", story_id, decode(data))
+        assigned = self._assigned
+        sig = assigned[1] if assigned is not None and assigned[0] == data else decode(data)
+        self._insert(f"a{article_id}", story_id, sig)
 
     def _insert(self, key: str, story_id: int, sig: MinHash) -> None:
         if key in self._members:

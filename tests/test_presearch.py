@@ -61,9 +61,31 @@ def test_candidates_exact_and_prefix() -> None:
     """Distinct words select rules by exact word and by wildcard prefix, nothing else."""
     queries = [parse_query(q) for q in ("putin", "visit*", "kim AND summit", "vladivostok")]
     index = PresearchIndex(queries)
-    assert index.candidates({"putin", "visitors", "summit"}) == {0, 1, 2}
+    assert index.candidates({"putin", "visitors", "summit", "kim"}) == {0, 1, 2}
     assert index.candidates({"vis", "kim"}) == set()
     assert index.candidates(set()) == set()
+
+
+@pytest.mark.parametrize(
+    ("query", "words", "candidate"),
+    [
+        ("kim AND summit", {"summit"}, False),  # the key (summit) is there, kim is not
+        ("kim AND summit", {"summit", "kim"}, True),
+        ('"kim jong un" NEAR/S talks', {"jong", "un", "talks"}, False),
+        ('"kim jong un" NEAR/S talks', {"kim", "jong", "un", "talks"}, True),
+        ("kim AND (summit OR talks)", {"kim", "talks"}, True),
+        ("kim AND (summit OR visit*)", {"kim"}, True),  # a wildcard adds no clause
+        ("kim AND NOT summit", {"kim"}, True),
+        ("=US AND sanctions", {"us", "sanctions"}, True),
+        ("title:kim AND person:putin", {"kim"}, False),
+    ],
+)
+def test_candidates_need_every_required_clause(
+    query: str, words: set[str], candidate: bool
+) -> None:
+    """A rule whose key occurs is still dropped when another word it needs is absent."""
+    index = PresearchIndex([parse_query(query)])
+    assert index.candidates(words) == ({0} if candidate else set())
 
 
 def article(title: str, body: str, source: str = "yonhap") -> Article:

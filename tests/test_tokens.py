@@ -6,7 +6,7 @@ import unicodedata
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.domain import Article
@@ -153,3 +153,39 @@ def test_sentencizer_is_rebuilt_every_n_docs() -> None:
     assert sentencizer._nlp is first
     assert sentencizer.starts("Four. Five.") == [0, 6]
     assert sentencizer._nlp is not first
+
+
+@given(st.text(st.characters(max_codepoint=127), max_size=60), st.integers(0, 60))
+def test_ascii_fast_path_agrees_with_the_regex_scan(text: str, title_end: int) -> None:
+    """ASCII text tokenised by translate + split gives the regex scan's tokens and title."""
+    fast = TokenizedText(text, title_end)
+    tokens = tokenize(text)
+    assert fast.starts == [t.start for t in tokens]
+    assert fast.ends == [t.end for t in tokens]
+    assert fast.cased == [t.cased for t in tokens]
+    assert fast.folded == [t.folded for t in tokens]
+    assert fast.title_count == sum(1 for t in tokens if t.end <= title_end)
+
+
+@given(st.lists(st.sampled_from(["kim", "Kim", "putin", "s"]), max_size=12), st.text(max_size=3))
+def test_lazy_positions_list_every_occurrence(words: list[str], word: str) -> None:
+    """Positions built on lookup equal a full scan, and an absent word has none."""
+    text = TokenizedText.from_text(" ".join(words))
+    for key in [*text.folded, word]:
+        assert text.positions[key] == [i for i, w in enumerate(text.folded) if w == key]
+    assert text.positions.keys() == set(text.folded)
+
+
+PIECES = ["Kim", "met", "Putin", ".", "!", "?", "...", '"', "U.S.", "Mr.", "(", ")", " ", "  "]
+BREAKS = ["\n", "\r\n", "\n\n", "\v", "\f", "\x1c", "\x85", "\u2028", "\u2029", "\n "]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(PIECES + BREAKS), max_size=30), st.sampled_from(["", "T. t"]))
+def test_sentence_units_split_paragraphs_as_the_whole_text(pieces: list[str], title: str) -> None:
+    """Sentencizing paragraph by paragraph groups tokens exactly as sentencizing it all."""
+    body = " ".join(pieces)
+    text = TokenizedText.from_parts(title, body) if title else TokenizedText.from_text(body)
+    whole, lazy = text.sentences, text.sentence_units
+    pairs = [(i, j) for i in range(len(text)) for j in range(i, len(text))]
+    assert [whole[i] == whole[j] for i, j in pairs] == [lazy[i] == lazy[j] for i, j in pairs]

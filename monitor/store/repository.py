@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Engine, func
+from sqlalchemy import Engine, bindparam, func
+from sqlalchemy import insert as sa_insert
 from sqlalchemy import select as sa_select  # sqlmodel's select takes at most four entities
+from sqlalchemy import update as sa_update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
@@ -168,10 +170,14 @@ class Store(OutboxQueries):
                 source.lease_owner, source.lease_until = None, None  # done: free it at once
             keys = [article.item_key for article, _ in outcome.articles]
             claimed = _claim_items(s, source.id, keys, now)
+            later = _Later()
             for article, hits in outcome.articles:
                 if article.item_key not in claimed:
                     continue
-                stored.append(_insert_article(s, source.id, article, hits, now, sinks_for, stories))
+                stored.append(
+                    _insert_article(s, source.id, article, hits, now, sinks_for, stories, later)
+                )
+            later.insert(s)
             # Tombstones for the alternative keys too (F15: feeds whose GUIDs change).
             alt_keys = [k for a, _ in outcome.articles if a.item_key in claimed for k in a.alt_keys]
             _claim_items(s, source.id, alt_keys, now)
@@ -372,6 +378,41 @@ def _claim_items(s: Session, source_id: int, keys: list[str], now: datetime) -> 
     return claimed
 
 
+# Built once: a statement built per row spent more time in SQLAlchemy's compile-cache
+# key than in SQLite (py-spy, bench/bench_feeds.py).
+_NEW_STORY = sa_insert(StoryRow).returning(col(StoryRow.id))
+_GROW_STORY = (
+    sa_update(StoryRow)
+    .where(col(StoryRow.id) == bindparam("story"))
+    .values(article_count=col(StoryRow.article_count) + 1)
+)
+_NEW_ARTICLE = sa_insert(ArticleRow).returning(col(ArticleRow.id))
+_NEW_HIT = sa_insert(HitRow).returning(col(HitRow.id))
+
+
+def _new_id(returned: int | None) -> int:
+    """The id an INSERT ... RETURNING gave (the column is typed Optional for the ORM)."""
+    assert returned is not None
+    return returned
+
+
+@dataclass
+class _Later:
+    """Rows nothing in the poll transaction reads back: written in bulk at its end.
+
+    The ORM's one INSERT and flush per row was ~55 % of a feed poll
+    (bench/bench_feeds.py, issue #3); story signatures are now one
+    executemany per poll, in the same transaction (G7). Deliveries are not
+    deferred: a later hit's realert check reads them.
+    """
+
+    signatures: list[dict[str, object]] = field(default_factory=list)
+
+    def insert(self, s: Session) -> None:
+        if self.signatures:
+            s.connection().execute(sa_insert(StorySignatureRow), self.signatures)
+
+
 def _insert_article(
     s: Session,
     source_id: int,
@@ -379,64 +420,80 @@ def _insert_article(
     hits: tuple[Hit, ...],
     now: datetime,
     sinks_for: Callable[[Hit], Iterable[str]],
-    stories: StoryClusterer | None = None,
+    stories: StoryClusterer | None,
+    later: _Later,
 ) -> int:
-    story_id, signature = stories.assign(article.text) if stories is not None else (None, b"")
-    story = s.get(StoryRow, story_id) if story_id is not None else None
-    if story is None:
-        story = StoryRow(created_at=now, article_count=1)
+    """One article with its story and hits, in Core statements (RETURNING gives the ids)."""
+    connection = s.connection()
+    found, signature = stories.assign(article.text) if stories is not None else (None, b"")
+    # A near-duplicate: the story grows, it alerts no rule again; a pruned story starts anew.
+    if found is not None and connection.execute(_GROW_STORY, {"story": found}).rowcount == 1:
+        story_id = found
     else:
-        story.article_count += 1  # a near-duplicate: the story grows, it alerts no rule again
-    s.add(story)
-    s.flush()
-    assert story.id is not None
-    row = ArticleRow(
-        source_id=source_id,
-        item_key=article.item_key,
-        title=article.title,
-        body=article.body,
-        url=article.url,
-        path=article.path,
-        published_at=article.published_at,
-        fetched_at=article.fetched_at,
-        content_hash=article.content_hash,
-        story_id=story.id,
-    )
-    s.add(row)
-    s.flush()
-    assert row.id is not None
+        new_story = {"created_at": now, "article_count": 1}
+        story_id = _new_id(connection.execute(_NEW_STORY, new_story).scalar_one())
+    row = {
+        "source_id": source_id,
+        "item_key": article.item_key,
+        "title": article.title,
+        "body": article.body,
+        "url": article.url,
+        "path": article.path,
+        "published_at": article.published_at,
+        "fetched_at": article.fetched_at,
+        "content_hash": article.content_hash,
+        "story_id": story_id,
+    }
+    article_id = _new_id(connection.execute(_NEW_ARTICLE, row).scalar_one())
     if stories is not None:
-        s.add(StorySignatureRow(article_id=row.id, story_id=story.id, signature=signature))
-        stories.remember(row.id, story.id, signature)
-    text = article.text
-    for hit in hits:
-        suppressed = suppression_reason(s, hit.rule, story.id, now)
-        first = hit.matches[0] if hit.matches else Match(0, 0, "")
-        lo, hi = snippet_around(text, first.start, first.end)
-        hit_row = HitRow(
-            rule_id=hit.rule.id,
-            article_id=row.id,
-            story_id=story.id,
-            matches=json.dumps([m.__dict__ for m in hit.matches]),
-            snippet=text[lo:hi],
-            created_at=now,
+        later.signatures.append(
+            {"article_id": article_id, "story_id": story_id, "signature": signature}
         )
-        s.add(hit_row)
-        s.flush()
-        assert hit_row.id is not None
-        for sink in sinks_for(hit):
-            s.add(
-                DeliveryRow(
-                    id=delivery_id(hit.rule.id, article.source, article.item_key, sink),
-                    hit_id=hit_row.id,
-                    sink=sink,
-                    status=SUPPRESSED if suppressed else "pending",
-                    last_error=suppressed,
-                    next_attempt_at=None if suppressed else now,
-                    created_at=now,
-                )
-            )
-    return row.id
+        stories.remember(article_id, story_id, signature)
+    for hit in hits:
+        _insert_hit(s, hit, article, article_id, story_id, now, sinks_for(hit))
+    return article_id
+
+
+def _insert_hit(
+    s: Session,
+    hit: Hit,
+    article: Article,
+    article_id: int,
+    story_id: int,
+    now: datetime,
+    sinks: Iterable[str],
+) -> None:
+    # Read before this hit is written: an earlier hit of the rule on the story suppresses it.
+    suppressed = suppression_reason(s, hit.rule, story_id, now)
+    first = hit.matches[0] if hit.matches else Match(0, 0, "")
+    text = article.text
+    lo, hi = snippet_around(text, first.start, first.end)
+    row = {
+        "rule_id": hit.rule.id,
+        "article_id": article_id,
+        "story_id": story_id,
+        "matches": json.dumps([m.__dict__ for m in hit.matches]),
+        "snippet": text[lo:hi],
+        "created_at": now,
+    }
+    hit_id = _new_id(s.connection().execute(_NEW_HIT, row).scalar_one())
+    deliveries = [
+        {
+            "id": delivery_id(hit.rule.id, article.source, article.item_key, sink),
+            "hit_id": hit_id,
+            "sink": sink,
+            "status": SUPPRESSED if suppressed else "pending",
+            "attempts": 0,
+            "last_error": suppressed,
+            "next_attempt_at": None if suppressed else now,
+            "created_at": now,
+            "lease_token": 0,
+        }
+        for sink in sinks
+    ]
+    if deliveries:
+        s.connection().execute(sa_insert(DeliveryRow), deliveries)
 
 
 def _update_source(source: SourceRow, outcome: PollOutcome, now: datetime, new_items: int) -> None:
