@@ -87,7 +87,7 @@ class Pipeline:
         self._configure(config, sinks)
         # Near-duplicate index, rebuilt from the stored signatures (one alert per story).
         self.stories = StoryIndex()
-        self.stories.load(store.story_signatures())
+        self.stories.load(store.story_signatures(newest=self.stories.capacity))
 
     def _configure(self, config: Config, sinks: Mapping[str, Sink]) -> None:
         self.config = config
@@ -283,7 +283,7 @@ class Pipeline:
         """The transaction rolled back: the in-memory index may hold signatures it never
         stored, so rebuild it from the database before anything else is clustered."""
         self.stories = StoryIndex()
-        self.stories.load(self.store.story_signatures())
+        self.stories.load(self.store.story_signatures(newest=self.stories.capacity))
 
     # --- feeds: fetched concurrently, each stored in its own transaction ------------
 

@@ -13,12 +13,17 @@ paragraph, or a rewritten headline score 0.6–0.95; different stories on the
 same topic (the treaty wire vs the summit report) score under 0.1.
 
 Signatures are stored with the article (``story_signatures``) and loaded
-back into the in-memory index on start, so stories survive restarts.
+back into the in-memory index on start, so stories survive restarts. The
+index holds only the newest ``CAPACITY`` signatures: wire copies of a story
+arrive within hours or days of each other, and an unbounded index grew past
+1.7 GiB after 100,000 articles (bench_feeds, 2,000 feeds) in a daemon meant to
+run for months.
 """
 
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Iterable
 from functools import cache
 
@@ -33,6 +38,7 @@ NUM_PERM = 128
 # Stored signatures must be read back with the scheme that made them (datasketch 2.0 asks).
 SCHEME = "affine32"
 SHINGLE = 3
+CAPACITY = 10_000  # newest signatures in memory: ~14 KiB each with the LSH bands (measured)
 _WORD = re.compile(r"\w+")
 
 
@@ -71,10 +77,11 @@ def decode(data: bytes) -> MinHash:
 class StoryIndex:
     """Article signatures -> stories, in memory; the store keeps the durable copy."""
 
-    def __init__(self, threshold: float = THRESHOLD):
+    def __init__(self, threshold: float = THRESHOLD, capacity: int = CAPACITY):
         self.threshold = threshold
+        self.capacity = capacity
         self._lsh = MinHashLSH(threshold=min(threshold, CANDIDATE_THRESHOLD), num_perm=NUM_PERM)
-        self._members: dict[str, tuple[int, MinHash]] = {}
+        self._members: OrderedDict[str, tuple[int, MinHash]] = OrderedDict()  # oldest first
         self._assigned: tuple[bytes, MinHash] | None = None  # the last signature, not decoded again
 
     def __len__(self) -> int:
@@ -108,3 +115,6 @@ class StoryIndex:
             return
         self._members[key] = (story_id, sig)
         self._lsh.insert(key, sig)
+        while len(self._members) > self.capacity:
+            oldest, _ = self._members.popitem(last=False)
+            self._lsh.remove(oldest)

@@ -110,3 +110,15 @@ def test_realert_window_suppresses_then_allows(tmp_path: Path) -> None:
     with flow.store.reading() as s:
         statuses = sorted(r.last_error or r.status for r in s.exec(select(DeliveryRow)))
     assert statuses == ["delivered", "delivered", "realert_window"]
+
+
+def test_index_keeps_only_the_newest_signatures() -> None:
+    """The in-memory index is bounded: past its capacity the oldest signatures leave it."""
+    index = StoryIndex(capacity=3)
+    texts = [f"story number {i} about a port visit by envoy {i} in city {i}" for i in range(5)]
+    for article_id, text in enumerate(texts, start=1):
+        story, data = index.assign(text)
+        index.remember(article_id, story or article_id, data)
+    assert len(index) == 3
+    assert index.assign(texts[0])[0] is None  # evicted: no longer joins its old story
+    assert index.assign(texts[4])[0] == 5  # kept

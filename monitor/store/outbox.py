@@ -228,13 +228,14 @@ class OutboxQueries:
             )
             return int(getattr(result, "rowcount", 0) or 0)
 
-    def story_signatures(self) -> Iterator[tuple[int, int, bytes]]:
+    def story_signatures(self, newest: int | None = None) -> Iterator[tuple[int, int, bytes]]:
+        """(article id, story id, signature), oldest first; only the ``newest`` if given."""
         with self.reading() as s:
-            rows = s.exec(
-                select(
-                    StorySignatureRow.article_id,
-                    StorySignatureRow.story_id,
-                    StorySignatureRow.signature,
-                )
-            )
-            yield from rows
+            query = select(
+                StorySignatureRow.article_id,
+                StorySignatureRow.story_id,
+                StorySignatureRow.signature,
+            ).order_by(col(StorySignatureRow.article_id).desc())
+            if newest is not None:
+                query = query.limit(newest)
+            yield from reversed(s.exec(query).all())
