@@ -17,10 +17,9 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from receivers import running
-
 from monitor.sinks.http import AlertClient
 from monitor.stories import StoryIndex, signature
+from receivers import running
 
 WORDS = [f"w{n}" for n in range(5000)]
 
