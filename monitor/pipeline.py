@@ -138,10 +138,13 @@ class Pipeline:
         """
         with self._lock:
             idle = max(0, self.config.fetch.concurrency - len(self._in_flight))
+            # Never claim a feed we are still polling: after a freeze (SIGSTOP) our own lease
+            # has expired, and a re-claim here would bump the token, fence off the running
+            # poll, and leave the new lease renewed forever with no poll behind it.
+            names = [n for n in self.config.source_names if n not in self._in_flight]
         claims = claim_sources(
-            self.store, self.owner, self.clock(), self.config.source_names,
-            limit=idle + len(self.scanners),
-        )  # fmt: skip
+            self.store, self.owner, self.clock(), names, limit=idle + len(self.scanners)
+        )
         summaries = self._dispatch(claims)
         return summaries + self._finished_feeds(wait_for_feeds)
 

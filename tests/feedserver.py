@@ -7,8 +7,10 @@ It counts requests per path and keeps the request headers it saw.
 
 from __future__ import annotations
 
+import hashlib
 import socketserver
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -68,6 +70,7 @@ class FeedServer:
         class Server(socketserver.ThreadingTCPServer):
             daemon_threads = True
             allow_reuse_address = True
+            request_queue_size = 256  # three replicas fetch 20 feeds each at once (listen backlog)
 
         self._server = Server(("127.0.0.1", 0), Handler)
         self.port = self._server.server_address[1]
@@ -107,3 +110,76 @@ def item(n: int, **fields: str) -> dict[str, str]:
         "pubDate": formatdate(usegmt=True),
     }
     return {**base, **fields}
+
+
+# --- feeds whose items grow over time (the replica fault test) ---------------------------
+
+
+@dataclass(frozen=True)
+class Fetch:
+    """One request for one growing feed, as the server saw it."""
+
+    feed: int
+    at: float  # time.monotonic() when the request arrived
+    status: int  # 200 or 304: both are fetches
+    items: int  # items in the feed at that moment (what a 200 served)
+
+
+class GrowingFeeds:
+    """``count`` RSS feeds on one FeedServer; feed i starts with ``initial`` items and gains
+    one every ``period`` seconds (phase-shifted per feed) until ``freeze()``.
+
+    Items whose number is not ``2 mod 3`` carry the word "Zanzibar" (the test's rule);
+    every item's text is distinct, so no two are near-duplicates of one story. ETags make
+    an unchanged feed answer 304. Every request is logged with its arrival time.
+    """
+
+    def __init__(self, server: FeedServer, count: int, period: float, initial: int = 2):
+        self.server, self.count, self.period, self.initial = server, count, period, initial
+        self.started = time.monotonic()
+        self.frozen_at: float | None = None
+        self.fetches: list[Fetch] = []
+        self.changed = threading.Condition()
+        for i in range(count):
+            server.routes[self.path(i)] = lambda request, i=i: self.serve(i, request)
+
+    @staticmethod
+    def path(i: int) -> str:
+        return f"/feeds/{i}.xml"
+
+    @staticmethod
+    def is_match(n: int) -> bool:
+        return n % 3 != 2
+
+    @staticmethod
+    def link(i: int, n: int) -> str:
+        return f"https://news.example/feed{i}/item{n}"
+
+    def items_at(self, i: int, at: float) -> int:
+        end = at if self.frozen_at is None else min(at, self.frozen_at)
+        return self.initial + int(max(0.0, end - self.started) / self.period + (i % 10) / 10)
+
+    def freeze(self) -> dict[int, int]:
+        """Stop the growth; returns each feed's final item count."""
+        self.frozen_at = time.monotonic()
+        return {i: self.items_at(i, self.frozen_at) for i in range(self.count)}
+
+    def serve(self, i: int, request: Request) -> None:
+        at = time.monotonic()
+        n = self.items_at(i, at)
+        etag = f'"{i}-{n}"'
+        status = 304 if request.headers.get("if-none-match") == etag else 200
+        with self.changed:
+            self.fetches.append(Fetch(i, at, status, n))
+            self.changed.notify_all()
+        if status == 304:
+            request.send(304, headers={"ETag": etag})
+            return
+        body = rss([self.item(i, k) for k in range(n)])
+        request.send(200, body, {"Content-Type": "application/rss+xml", "ETag": etag})
+
+    def item(self, i: int, n: int) -> dict[str, str]:
+        words = " ".join(hashlib.sha256(f"{i}-{n}-{k}".encode()).hexdigest()[:8] for k in range(12))
+        topic = "Zanzibar" if self.is_match(n) else "Harbour"
+        return item(n, guid=f"urn:feed{i}:item{n}", link=self.link(i, n),
+                    title=f"{topic} dispatch {i}-{n}", description=f"<p>{words}</p>")  # fmt: skip

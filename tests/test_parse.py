@@ -48,6 +48,16 @@ def test_plain_feed_parses_to_entries(pool: ParserPool) -> None:
     assert [e.guid for e in feed.entries] == ["urn:item:1", "urn:item:2"]
 
 
+def test_cold_worker_start_up_is_not_part_of_the_parse_deadline() -> None:
+    """A new worker's start-up (spawn, imports) is waited for apart from the deadline, so a
+    short parse_timeout does not kill every fresh worker before its first parse."""
+    cold = ParserPool(1, timeout=0.15, memory_bytes=512 << 20)
+    try:
+        assert len(cold.parse("t", rss([item(1)]), {}).entries) == 1
+    finally:
+        cold.close()
+
+
 def test_f1_billion_laughs_is_refused(pool: ParserPool) -> None:
     """F1: nested entities (one per line and all on one line) are refused before parsing."""
     levels = ['<!ENTITY l0 "ha">'] + [

@@ -38,6 +38,11 @@ TRIM_TITLE = 4_000  # pre-trim, a margin over normalise's caps (title 1,000, tex
 TRIM_TEXT = 256 * 1024
 TRIM_KEY = 4_096
 ENTITY_BUDGET = 1_000_000  # characters all internal entity references may expand to
+# A cold worker imports feedparser and, under "spawn", the parent's main module (spaCy
+# included): seconds on a loaded machine. That start-up is waited for on its own, never out
+# of a feed's parse deadline, or a short deadline kills every new worker before its first
+# parse, forever (found by the replica fault test: 3 replicas, parse_timeout 5s).
+WORKER_STARTUP_TIMEOUT = 120.0
 
 _ENTITY_DECL = re.compile(rb"<!ENTITY\s+(%\s*)?([\w.:-]+)\s+(?:\"([^\"]*)\"|'([^']*)')", re.S)
 _ENTITY_REF = re.compile(rb"[&%]([\w.:-]+);")
@@ -158,6 +163,9 @@ def _worker_main(conn: Connection, memory_bytes: int, sanitize: bool) -> None:
     """A worker's loop: (body, headers) in, ("ok", ParsedFeed) or ("error", reason, detail) out."""
     if memory_bytes:
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    import feedparser  # noqa: F401 - warm up before saying ready: see WORKER_STARTUP_TIMEOUT
+
+    conn.send("ready")
     while True:
         try:
             message = conn.recv()
@@ -187,6 +195,12 @@ class _Worker:
         )
         self.process.start()
         child.close()
+
+    def is_ready(self, timeout: float) -> bool:
+        try:
+            return self.conn.poll(timeout) and self.conn.recv() == "ready"
+        except (EOFError, OSError):
+            return False
 
     def kill(self) -> None:
         self.process.kill()
@@ -225,9 +239,10 @@ class ParserPool:
 
     def parse(self, source: str, body: bytes, headers: dict[str, str]) -> ParsedFeed:
         """Parse in a worker within the deadline and memory cap; raise ``SourceError``."""
-        worker: _Worker | None = self._idle.get() or self._start()
-        assert worker is not None
+        worker = self._idle.get()
         try:
+            if worker is None:
+                worker = self._start(source)
             worker.conn.send((body, headers))
             if not worker.conn.poll(self.timeout):
                 self._replace(worker)
@@ -245,8 +260,12 @@ class ParserPool:
             return reply[1]
         raise SourceError(source, reply[1], reply[2])
 
-    def _start(self) -> _Worker:
+    def _start(self, source: str) -> _Worker:
+        """A new worker, once it has imported feedparser (outside any parse deadline)."""
         worker = _Worker(self.memory_bytes, self.sanitize)
+        if not worker.is_ready(WORKER_STARTUP_TIMEOUT):
+            worker.kill()
+            raise SourceError(source, "parse_worker_died", "the parse worker did not start")
         with self._lock:
             self._all.append(worker)
         return worker

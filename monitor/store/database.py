@@ -15,12 +15,15 @@ from typing import IO, Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 from monitor.errors import StorageError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# Any fixed 64-bit number, the same in every replica: replicas started together on a fresh
+# PostgreSQL would otherwise all run CREATE TABLE and all but one fail (duplicate pg_type).
+MIGRATION_LOCK_KEY = 0x6D6F6E69746F72  # "monitor"
 BUSY_TIMEOUT_MS = 10_000
 
 
@@ -74,6 +77,12 @@ def migrate(engine: Engine) -> None:
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            # Replicas migrate one after the other; the lock ends with this transaction.
+            # (Ownership of sources never rests on advisory locks, RELIABILITY 4.2; this one
+            # only orders a startup step.)
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                               {"key": MIGRATION_LOCK_KEY})  # fmt: skip
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, "head")
         connection.commit()

@@ -101,13 +101,22 @@ class Store(OutboxQueries):
 
     def sync_sources(self, sources: Iterable[tuple[str, str, str]], now: datetime) -> None:
         """Make sure every configured (name, kind, locator) has a row; new ones are due now."""
+        sources = list(sources)
         with self.writing() as s:
             rows = {r.name: r for r in s.exec(select(SourceRow))}
+            new = [
+                {"name": name, "kind": kind, "locator": locator, "next_poll_at": now}
+                for name, kind, locator in sources if name not in rows
+            ]  # fmt: skip
+            if new:
+                # Replicas started together on one database insert the same names at once:
+                # the loser of that race must not die on the unique key (issue #6).
+                pg = s.get_bind().dialect.name == "postgresql"
+                insert = (postgresql.insert if pg else sqlite.insert)(SourceRow).values(new)
+                s.execute(insert.on_conflict_do_nothing(index_elements=["name"]))
             for name, kind, locator in sources:
                 row = rows.get(name)
-                if row is None:
-                    s.add(SourceRow(name=name, kind=kind, locator=locator, next_poll_at=now))
-                elif (row.kind, row.locator) != (kind, locator):
+                if row is not None and (row.kind, row.locator) != (kind, locator):
                     row.kind, row.locator = kind, locator
                     row.next_poll_at = now  # a changed URL or path is polled at once
                     s.add(row)
