@@ -188,6 +188,7 @@ class Alert:
     attempts: int
     hit_at: datetime
     lease_token: int | None = None  # set when claimed under a lease (replicas)
+    held_back: int = 0  # hits of this rule kept quiet by its realert window since its last alert
 
     @property
     def text(self) -> str:

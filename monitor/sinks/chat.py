@@ -48,11 +48,18 @@ def safe_link(url: str | None) -> str | None:
     return quote(one_line(url), safe=":/?#[]@!$&'()*+,;=%-._~")
 
 
+def context(alert: Alert) -> str:
+    """Story size and hits held back by realert, e.g. `` · story of 5 · 3 more held back``."""
+    story = f" · story of {alert.story_articles}" if alert.story_articles > 1 else ""
+    held = f" · {alert.held_back} more held back (realert)" if alert.held_back else ""
+    return story + held
+
+
 def slack_text(alert: Alert, rule: Rule) -> str:
     title = slack_escape(alert.title)
     link = safe_link(alert.url)
     headline = f"<{link}|{title}>" if link else title
-    story = f" · story of {alert.story_articles}" if alert.story_articles > 1 else ""
+    story = context(alert)
     return (
         f"*[{slack_escape(str(rule.severity))}] {slack_escape(rule.title)}*\n"
         f"{headline} — {slack_escape(alert.source)}{story}\n"
@@ -66,7 +73,7 @@ def discord_escape(text: str) -> str:
 
 def discord_text(alert: Alert, rule: Rule) -> str:
     link = safe_link(alert.url)
-    story = f" · story of {alert.story_articles}" if alert.story_articles > 1 else ""
+    story = context(alert)
     lines = [
         f"**\\[{discord_escape(str(rule.severity))}\\] {discord_escape(rule.title)}**",
         f"{discord_escape(alert.title)} — {discord_escape(alert.source)}{story}",

@@ -44,6 +44,8 @@ def render(alert: Alert, rule: Rule, *, plain: bool = False) -> Text:
     out.append(f"  — {alert.source}", style="dim")
     if alert.story_articles > 1:
         out.append(f"  · story of {alert.story_articles} articles", style="dim")
+    if alert.held_back:
+        out.append(f"  · {alert.held_back} more held back (realert)", style="dim")
     out.append("\n  ")
     out.append_text(marked_snippet(alert, plain=plain))
     if alert.url:

@@ -15,12 +15,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
+from sqlalchemy import func, update
 from sqlalchemy import select as sa_select
-from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from monitor.domain import Alert, Match, Rule
@@ -60,6 +60,36 @@ class DeliveryView:
     next_attempt_at: datetime | None
     created_at: datetime
     delivered_at: datetime | None
+
+
+def with_held_back(s: Session, alerts: list[Alert]) -> list[Alert]:
+    """Each alert with the number of hits of its rule that its ``realert`` window kept
+    quiet since the rule's previous alert to that sink ("the rest counted in the next one")."""
+    out = []
+    for alert in alerts:
+        same = (
+            select(func.count())
+            .select_from(DeliveryRow)
+            .join(HitRow, col(HitRow.id) == col(DeliveryRow.hit_id))
+            .where(HitRow.rule_id == alert.rule_id, col(DeliveryRow.sink) == alert.sink)
+        )
+        previous = s.exec(
+            select(func.max(DeliveryRow.created_at))
+            .join(HitRow, col(HitRow.id) == col(DeliveryRow.hit_id))
+            .where(HitRow.rule_id == alert.rule_id, col(DeliveryRow.sink) == alert.sink)
+            .where(
+                col(DeliveryRow.status) != SUPPRESSED, col(DeliveryRow.created_at) < alert.hit_at
+            )
+        ).one()
+        quiet = same.where(
+            col(DeliveryRow.last_error) == "realert_window",
+            col(DeliveryRow.created_at) < alert.hit_at,
+        )
+        if previous is not None:
+            quiet = quiet.where(col(DeliveryRow.created_at) > previous)
+        count = int(s.exec(quiet).one())
+        out.append(replace(alert, held_back=count) if count else alert)
+    return out
 
 
 def suppression_reason(s: Session, rule: Rule, story_id: int, now: datetime) -> str | None:
@@ -140,7 +170,7 @@ class OutboxQueries:
                 .order_by(col(DeliveryRow.created_at))
                 .limit(limit)
             )
-            return [to_alert(*row) for row in s.execute(query)]
+            return with_held_back(s, [to_alert(*row) for row in s.execute(query)])
 
     def deliveries(self, *, failed_only: bool = False, limit: int = 500) -> list[DeliveryView]:
         with self.reading() as s:

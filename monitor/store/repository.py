@@ -31,6 +31,7 @@ from monitor.store.outbox import (
     matches_from_json,
     suppression_reason,
     to_alert,
+    with_held_back,
 )
 from monitor.store.tables import (
     ArticleRow,
@@ -208,7 +209,7 @@ class Store(OutboxQueries):
                 .order_by(col(DeliveryRow.next_attempt_at), col(DeliveryRow.created_at))
                 .limit(limit)
             )
-            return [to_alert(*row) for row in s.execute(query)]
+            return with_held_back(s, [to_alert(*row) for row in s.execute(query)])
 
     def alerts_by_id(self, ids: list[str]) -> list[Alert]:
         """The given deliveries, ready to render, in due order."""
@@ -218,7 +219,7 @@ class Store(OutboxQueries):
                 .where(col(DeliveryRow.id).in_(ids))
                 .order_by(col(DeliveryRow.next_attempt_at), col(DeliveryRow.created_at))
             )
-            return [to_alert(*row) for row in s.execute(query)]
+            return with_held_back(s, [to_alert(*row) for row in s.execute(query)])
 
     def record_attempt(
         self,
