@@ -160,17 +160,38 @@ class OutboxQueries:
     def writing(self) -> AbstractContextManager[Session]:
         raise NotImplementedError
 
+    def load_alerts(self, query: Any) -> list[Alert]:
+        """The deliveries an ``alert_query()`` selects, ready to render."""
+        with self.reading() as s:
+            return with_held_back(s, [to_alert(*row) for row in s.execute(query)])
+
+    def due_alerts(self, now: datetime, limit: int = 100) -> list[Alert]:
+        """Pending deliveries whose time has come, oldest first."""
+        return self.load_alerts(
+            alert_query()
+            .where(col(DeliveryRow.status) == "pending")
+            .where(col(DeliveryRow.next_attempt_at) <= now)
+            .order_by(col(DeliveryRow.next_attempt_at), col(DeliveryRow.created_at))
+            .limit(limit)
+        )
+
+    def alerts_by_id(self, ids: list[str]) -> list[Alert]:
+        """The given deliveries, in due order."""
+        return self.load_alerts(
+            alert_query()
+            .where(col(DeliveryRow.id).in_(ids))
+            .order_by(col(DeliveryRow.next_attempt_at), col(DeliveryRow.created_at))
+        )
+
     def pending_alerts(self, sink: str, limit: int = 1000) -> list[Alert]:
         """Every pending delivery of one sink, due or not (a digest takes them all)."""
-        with self.reading() as s:
-            query = (
-                alert_query()
-                .where(col(DeliveryRow.status) == "pending")
-                .where(col(DeliveryRow.sink) == sink)
-                .order_by(col(DeliveryRow.created_at))
-                .limit(limit)
-            )
-            return with_held_back(s, [to_alert(*row) for row in s.execute(query)])
+        return self.load_alerts(
+            alert_query()
+            .where(col(DeliveryRow.status) == "pending")
+            .where(col(DeliveryRow.sink) == sink)
+            .order_by(col(DeliveryRow.created_at))
+            .limit(limit)
+        )
 
     def deliveries(self, *, failed_only: bool = False, limit: int = 500) -> list[DeliveryView]:
         with self.reading() as s:

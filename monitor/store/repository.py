@@ -27,11 +27,8 @@ from monitor.store.outbox import (
     SUPPRESSED,
     OutboxQueries,
     StoryClusterer,
-    alert_query,
     matches_from_json,
     suppression_reason,
-    to_alert,
-    with_held_back,
 )
 from monitor.store.tables import (
     ArticleRow,
@@ -198,28 +195,6 @@ class Store(OutboxQueries):
         return stored
 
     # --- deliveries ---------------------------------------------------------------
-
-    def due_alerts(self, now: datetime, limit: int = 100) -> list[Alert]:
-        """Pending deliveries whose time has come, oldest first, ready to render."""
-        with self.reading() as s:
-            query = (
-                alert_query()
-                .where(col(DeliveryRow.status) == "pending")
-                .where(col(DeliveryRow.next_attempt_at) <= now)
-                .order_by(col(DeliveryRow.next_attempt_at), col(DeliveryRow.created_at))
-                .limit(limit)
-            )
-            return with_held_back(s, [to_alert(*row) for row in s.execute(query)])
-
-    def alerts_by_id(self, ids: list[str]) -> list[Alert]:
-        """The given deliveries, ready to render, in due order."""
-        with self.reading() as s:
-            query = (
-                alert_query()
-                .where(col(DeliveryRow.id).in_(ids))
-                .order_by(col(DeliveryRow.next_attempt_at), col(DeliveryRow.created_at))
-            )
-            return with_held_back(s, [to_alert(*row) for row in s.execute(query)])
 
     def record_attempt(
         self,
