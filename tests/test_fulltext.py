@@ -16,7 +16,7 @@ from sqlalchemy import text
 
 from monitor.config import load_config
 from monitor.domain import Article
-from monitor.errors import SourceError
+from monitor.errors import ConfigError, SourceError
 from monitor.pipeline import Pipeline
 from monitor.sinks.console import ConsoleSink
 from monitor.sources.fetch import Fetcher
@@ -220,3 +220,14 @@ def test_a_non_html_page_keeps_the_summary(server: FeedServer) -> None:
         assert out.body == "Teaser"
     finally:
         fetcher.close()
+
+
+def test_full_text_must_be_a_boolean(tmp_path: Path) -> None:
+    """`full_text: maybe` is a config error naming the feed's key."""
+    (tmp_path / "monitor.yaml").write_text(
+        "database: sqlite:///data/m.db\nsources:\n  feeds:\n"
+        "    - {name: wire, url: 'https://wire.example/rss', full_text: maybe}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "monitor.yaml", env={})
+    assert "sources.feeds[0].full_text" in str(caught.value)
