@@ -50,6 +50,7 @@ class FeedConfig:
     url: str
     interval: timedelta | None  # None: adaptive within [fetch.min_interval, defaults.interval]
     allow_private: bool | None = None  # None: fetch.allow_private_networks decides
+    full_text: bool = False  # fetch each new item's page for its main text (issue #3 item 6)
 
 
 @dataclass(frozen=True)
@@ -416,8 +417,9 @@ class _Builder:
         feeds = []
         for place, item in _items(self.c, raw.get("feeds"), "sources.feeds"):
             feed = self.c.mapping(
-                item, place, {"name": False, "url": True, "interval": False, "allow_private": False}
-            )
+                item, place, {"name": False, "url": True, "interval": False, "allow_private": False,
+                              "full_text": False},
+            )  # fmt: skip
             url = self.c.string(feed.get("url", ""), f"{place}.url")
             if url and not re.match(r"^https?://[^\s/]+", url):
                 self.c.problem(f"{place}.url", f"must be an http(s) URL, got {url!r}")
@@ -434,7 +436,8 @@ class _Builder:
             allow = feed.get("allow_private")
             if allow is not None:
                 allow = self.c.boolean(allow, f"{place}.allow_private")
-            feeds.append(FeedConfig(name, url, interval, allow))
+            full_text = self.c.boolean(feed.get("full_text", False), f"{place}.full_text")
+            feeds.append(FeedConfig(name, url, interval, allow, full_text))
         folders = []
         allowed = {"name": True, "path": True, "patterns": False, "interval": False,
                    "max_file_size": False}  # fmt: skip

@@ -36,6 +36,7 @@ from monitor.sinks import Sink
 from monitor.sources.feed import FeedReader
 from monitor.sources.fetch import Resolver, system_resolve
 from monitor.sources.folder import FolderScanner
+from monitor.sources.fulltext import add_full_text
 from monitor.store import Store
 from monitor.store.leases import Claim, claim_sources
 from monitor.stories import StoryIndex
@@ -209,8 +210,13 @@ class Pipeline:
             now, fetch.min_interval, self.config.interval,
         )  # fmt: skip
         delay = schedule.feed_delay(interval, [read.hint], fetch.min_interval, fetch.max_interval)
+        fresh = self._fresh(name, list(read.articles))
+        if feed.full_text:  # only new items' pages: a known item is never fetched again
+            fresh = add_full_text(
+                self.reader().fetcher, name, fresh, allow_private=feed.allow_private
+            )
         outcome = PollOutcome(
-            source=name, articles=self._match_fresh(name, list(read.articles)), etag=read.etag,
+            source=name, articles=self._matched(fresh), etag=read.etag,
             last_modified=read.last_modified, next_poll_at=now + delay,
         )  # fmt: skip
         return self._finish(summary, outcome, now, claim, "not_modified" if read.not_modified
@@ -254,13 +260,19 @@ class Pipeline:
         self, name: str, articles: list[Article]
     ) -> tuple[tuple[Article, tuple[Hit, ...]], ...]:
         """Articles whose keys (and alternative keys) were never seen, with their hits."""
+        return self._matched(self._fresh(name, articles))
+
+    def _fresh(self, name: str, articles: list[Article]) -> list[Article]:
+        """The articles whose keys (and alternative keys) were never seen."""
         keys = [k for a in articles for k in (a.item_key, *a.alt_keys)]
         known = self.store.known_keys(name, keys)
-        fresh = _unique(
+        return _unique(
             a for a in articles
             if a.item_key not in known and not any(k in known for k in a.alt_keys)
         )  # fmt: skip
-        return tuple((article, tuple(self.matcher.match(article))) for article in fresh)
+
+    def _matched(self, articles: list[Article]) -> tuple[tuple[Article, tuple[Hit, ...]], ...]:
+        return tuple((article, tuple(self.matcher.match(article))) for article in articles)
 
     def _save(self, outcome: PollOutcome, now: datetime, claim: Claim | None = None) -> list[int]:
         """The poll's one transaction, fenced by the claim's lease; then after_commit."""
