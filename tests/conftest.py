@@ -113,6 +113,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("pg_url"))
 
 
+@pytest.fixture(name="server")
+def feed_server() -> Iterator[Any]:
+    """A loopback feed server (tests/feedserver.py) for the fetch, feed and full-text tests."""
+    from feedserver import FeedServer
+
+    s = FeedServer().start()
+    yield s
+    s.stop()
+
+
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     """A copy of the sample config, watchlists and seeds, with its own database."""

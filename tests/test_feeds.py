@@ -16,6 +16,7 @@ from feedserver import FeedServer, Request, item, rss
 from sqlalchemy import text
 
 from conftest import run_monitor
+from flows import Clock
 from monitor.config import load_config
 from monitor.pipeline import Pipeline
 from monitor.sinks.console import ConsoleSink
@@ -27,21 +28,6 @@ rules:
     title: Pyongyang
     query: Pyongyang
 """
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def server() -> Iterator[FeedServer]:
-    s = FeedServer().start()
-    yield s
-    s.stop()
 
 
 @pytest.fixture
@@ -66,7 +52,7 @@ def make(tmp_path: Path, server: FeedServer) -> Iterator:
         )
         config = load_config(tmp_path / "monitor.yaml", env={})
         store = Store(config.database_url)
-        clock = Clock()
+        clock = Clock(datetime.now(UTC))
         pipeline = Pipeline(config, store, {"console": ConsoleSink(file=io.StringIO())}, clock)
         made.append((pipeline, store))
         return pipeline, store, clock

@@ -26,13 +26,6 @@ LIMITS = FetchLimits(timeout=1.5, connect=1.0, read=1.0, max_bytes=1 << 20)
 
 
 @pytest.fixture
-def server() -> Iterator[FeedServer]:
-    s = FeedServer().start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture
 def fetcher() -> Iterator[Fetcher]:
     f = Fetcher(LIMITS, allow_private=True)
     yield f

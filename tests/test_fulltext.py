@@ -14,6 +14,7 @@ import pytest
 from feedserver import FeedServer, Request, item, rss
 from sqlalchemy import text
 
+from flows import Clock
 from monitor.config import load_config
 from monitor.domain import Article
 from monitor.errors import ConfigError, SourceError
@@ -51,21 +52,6 @@ def page(paragraphs: list[str]) -> bytes:
     ).encode()
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def server() -> Iterator[FeedServer]:
-    s = FeedServer().start()
-    yield s
-    s.stop()
-
-
 @pytest.fixture
 def make(tmp_path: Path, server: FeedServer) -> Iterator:
     made: list[tuple[Pipeline, Store]] = []
@@ -83,7 +69,7 @@ def make(tmp_path: Path, server: FeedServer) -> Iterator:
         )
         config = load_config(tmp_path / "monitor.yaml", env={})
         store = Store(config.database_url)
-        clock = Clock()
+        clock = Clock(datetime.now(UTC))
         pipeline = Pipeline(config, store, {"console": ConsoleSink(file=io.StringIO())}, clock)
         made.append((pipeline, store))
         return pipeline, store, clock
