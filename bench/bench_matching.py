@@ -7,7 +7,8 @@ the same run, on one core:
 
 - floor: tokenising alone (``TokenizedText``, what any matcher needs first);
 - index: ``Matcher`` (presearch, then exact evaluation of the candidates);
-- own evaluator: ``match_article`` evaluating every rule (no index);
+- own evaluator: the same compiled rules evaluated on every article, without
+  the index (``Matcher(use_index=False)``, what ``match_article`` does);
 - keyword filter: the Huginn TriggerAgent / Miniflux filter way, a compiled
   regex per rule term scanned over the text, then the boolean (NEAR becomes
   AND: such filters have no proximity). It is so slow at scale that it runs
@@ -29,7 +30,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from monitor.domain import Article, Entity, Rule
-from monitor.match import Matcher, match_article
+from monitor.match import Matcher
 from monitor.query import (
     And,
     EntityRef,
@@ -73,7 +74,16 @@ class Corpus:
     def __init__(self, seed: int = SEED):
         self.rng = rng = random.Random(seed)
         self.topics = sorted({_word(rng, 3) for _ in range(10000)})
-        names = {(_word(rng, 2).title(), _word(rng, 3).title()) for _ in range(20000)}
+        # Names are drawn from the same syllables as topic words, but never equal one: a
+        # rule on a rare name then hits the articles that mention that name, as real
+        # watchlists do. (Until issue #5 closed, 22 % of surnames were also topic words
+        # strewn through every article, which tripled the hits at 10,000 rules.)
+        topics = set(self.topics)
+        names = set()
+        while len(names) < 20000:
+            first, last = _word(rng, 2), _word(rng, 3)
+            if first not in topics and last not in topics:
+                names.add((first.title(), last.title()))
         self.names = sorted(names)
         self.entities = {
             f"e{i}": Entity(f"e{i}", f"{first} {last}", (last, f"{first[0]}. {last}"))
@@ -178,13 +188,16 @@ def keyword_filter(node: Node) -> Check:
 # --- measuring ------------------------------------------------------------------------
 
 
-def rate(articles: Sequence[Article], work: Callable[[Article], object]) -> float:
-    """Articles per second for ``work`` over ``articles``."""
-    gc.collect()
-    started = time.perf_counter()
-    for article in articles:
-        work(article)
-    return len(articles) / (time.perf_counter() - started)
+def rate(articles: Sequence[Article], work: Callable[[Article], object], passes: int = 1) -> float:
+    """Articles per second for ``work`` over ``articles``: the best of ``passes`` passes."""
+    best = float("inf")
+    for _ in range(passes):
+        gc.collect()
+        started = time.perf_counter()
+        for article in articles:
+            work(article)
+        best = min(best, time.perf_counter() - started)
+    return len(articles) / best
 
 
 def peak_rss_mib() -> float:
@@ -198,8 +211,7 @@ def main() -> None:
     articles = [corpus.article(i) for i in range(ARTICLES)]
     words = sum(len(a.text.split()) for a in articles) / len(articles)
     print(f"{ARTICLES} articles, {words:.0f} words each on average; one core, one process")
-    rate(articles, TokenizedText.from_article)  # warm the accent-stripping cache
-    floor = rate(articles, TokenizedText.from_article)
+    floor = rate(articles, TokenizedText.from_article, passes=3)
     rows = []
     results = {}
     for count in RULE_COUNTS:
@@ -207,34 +219,47 @@ def main() -> None:
         started = time.perf_counter()
         matcher = Matcher(rules, queries)
         build = time.perf_counter() - started
-        hits = sum(len(matcher.match(a)) for a in articles)
-        indexed = rate(articles, matcher.match)
-        pairs = list(zip(rules, (queries[r.id] for r in rules), strict=True))
+        hits = sum(len(matcher.match(a)) for a in articles)  # also warms the caches
+        indexed = rate(articles, matcher.match, passes=3)
+        every_rule = Matcher(rules, queries, use_index=False)  # the same evaluator, no index
         own_subset = articles[: max(20, 20_000 // count)]
-        own = rate(own_subset, lambda a, p=pairs: match_article(p, a))
+        own = rate(own_subset, every_rule.match)
         filters = [keyword_filter(queries[r.id].root) for r in rules]
         keyword_subset = articles[: max(3, 2000 // count)]
         keyword = rate(keyword_subset, lambda a, f=filters: [check(a) for check in f])
-        results[count] = indexed
+        results[count] = (indexed, build, own, keyword)
         rows.append((count, indexed, build, hits, own, len(own_subset), keyword,
                      len(keyword_subset)))  # fmt: skip
     rss = peak_rss_mib()
     print(f"floor (tokenising alone): {floor:,.0f} articles/s\n")
-    header = ("rules", "index art/s", "build s", "hits", "own eval art/s", "x own",
+    header = ("rules", "index art/s", "build s", "hits/article", "own eval art/s", "x own",
               "keyword art/s", "x keyword", "x floor cost")  # fmt: skip
     print("  ".join(f"{h:>14}" for h in header))
     for count, indexed, build, hits, own, own_n, keyword, kw_n in rows:
-        cells = (f"{count:,}", f"{indexed:,.0f}", f"{build:.3f}", f"{hits:,}",
+        cells = (f"{count:,}", f"{indexed:,.0f}", f"{build:.3f}", f"{hits / ARTICLES:.2f}",
                  f"{own:,.1f} ({own_n})", f"{indexed / own:,.1f}x", f"{keyword:,.2f} ({kw_n})",
                  f"{indexed / keyword:,.0f}x", f"{floor / indexed:.2f}x")  # fmt: skip
         print("  ".join(f"{c:>14}" for c in cells))
-    growth = results[RULE_COUNTS[0]] / results[RULE_COUNTS[-1]]
-    step = results[RULE_COUNTS[1]] / results[RULE_COUNTS[2]]
+    top, mid = RULE_COUNTS[-1], RULE_COUNTS[-2]
+    indexed, build, own, keyword = results[top]
+    step = results[mid][0] / indexed
     print(
-        f"\n(n) = articles measured for that baseline; its articles/s is extrapolated from"
-        f" that subset.\ntime per article, 1,000 -> 10,000 rules: {step:.2f}x;"
-        f" 100 -> 10,000 rules: {growth:.2f}x\npeak RSS: {rss:.0f} MiB"
+        "\n(n) = articles measured for that baseline; its articles/s is extrapolated from"
+        f" that subset.\ntime per article, {mid:,} -> {top:,} rules: {step:.2f}x;"
+        f" 100 -> {top:,} rules: {results[RULE_COUNTS[0]][0] / indexed:.2f}x;"
+        f" peak RSS: {rss:.0f} MiB\n"
     )
+    goals = [
+        (f">= 2,000 articles/s at {top:,} rules", f"{indexed:,.0f}", indexed >= 2000),
+        (">= 1,000x the keyword filter", f"{indexed / keyword:,.0f}x", indexed / keyword >= 1000),
+        (">= 10x own evaluator without the index", f"{indexed / own:,.1f}x", indexed / own >= 10),
+        ("<= 5x the cost of tokenising alone", f"{floor / indexed:.2f}x", floor / indexed <= 5),
+        ("10x more rules costs <= 2x more time", f"{step:.2f}x", step <= 2),
+        (f"index build for {top:,} rules <= 2 s", f"{build:.3f} s", build <= 2),
+        ("<= 300 MiB RSS", f"{rss:.0f} MiB", rss <= 300),
+    ]
+    for goal, figure, met in goals:
+        print(f"  {'met   ' if met else 'MISSED'}  {goal:<42} {figure}")
 
 
 if __name__ == "__main__":

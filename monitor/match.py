@@ -56,11 +56,14 @@ in a satisfying pair. A phrase occurrence is one span, first token to last.
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Mapping, Sequence
-from heapq import merge
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import chain
 
 from monitor.domain import Article, Hit, Match, Rule
 from monitor.errors import ModelError
@@ -79,8 +82,9 @@ from monitor.query import (
     Source,
     Term,
     Title,
+    walk,
 )
-from monitor.tokens import Recognizer, SentenceUnits, TokenizedText
+from monitor.tokens import Recognizer, TokenizedText
 
 log = logging.getLogger("monitor.match")
 
@@ -89,12 +93,8 @@ Occurrence = tuple[int, int]  # first and last token index
 
 def evaluate(query: Query, text: TokenizedText, source_name: str) -> tuple[Match, ...] | None:
     """The spans that make ``query`` true on ``text``, sorted; None when it is false."""
-    found = _Evaluator(text, source_name).eval(query.root, EVERYWHERE)
-    if found is None:
-        return None
-    starts, ends, raw = text.starts, text.ends, text.text
-    spans = sorted({(starts[first], ends[last]) for first, last in found})
-    return tuple(Match(start, end, raw[start:end]) for start, end in spans)
+    found = _Compiler().compile(query.root)(_Context(text, source_name))
+    return None if found is None else _spans(text, found)
 
 
 def match_article(rules: Iterable[tuple[Rule, Query]], article: Article) -> list[Hit]:
@@ -102,31 +102,56 @@ def match_article(rules: Iterable[tuple[Rule, Query]], article: Article) -> list
 
     Every rule is evaluated (no presearch): the reference ``Matcher`` must agree with.
     """
-    text = TokenizedText.from_article(article)
-    return _hits(rules, text, article.source)
+    pairs = list(rules)
+    matcher = Matcher([r for r, _ in pairs], {r.id: q for r, q in pairs}, use_index=False)
+    return matcher.match(article)
 
 
-def _hits(rules: Iterable[tuple[Rule, Query]], text: TokenizedText, source: str) -> list[Hit]:
-    hits = []
-    for rule, query in rules:
-        if not rule.enabled or (rule.sources and source not in rule.sources):
-            continue
-        found = evaluate(query, text, source)
-        if found is not None:
-            hits.append(Hit(rule, found))
-    return sorted(hits, key=lambda hit: hit.rule.id)
+def _spans(text: TokenizedText, found: list[Occurrence]) -> tuple[Match, ...]:
+    raw = text.text
+    spans = sorted(set(map(text.span_of, set(found))))
+    return tuple(Match(start, end, raw[start:end]) for start, end in spans)
+
+
+class _Context:
+    """One text being matched: what compiled queries read, and the work they share."""
+
+    __slots__ = ("memo", "source", "text")
+
+    def __init__(self, text: TokenizedText, source_name: str):
+        self.text = text
+        self.source = source_name.casefold()
+        # Leaf slot -> its occurrences: rules sharing a term (in the same zone) share the work.
+        self.memo: dict[int, list[Occurrence]] = {}
+
+
+# A compiled query part: its occurrences when true, None when false.
+Evaluate = Callable[[_Context], "list[Occurrence] | None"]
+# A compiled NEAR operand or leaf: its sorted occurrences, maybe none.
+Find = Callable[[_Context], "list[Occurrence]"]
+
+
+@dataclass(frozen=True)
+class _CompiledRule:
+    rule: Rule
+    evaluate: Evaluate
+    words: frozenset[str]  # every exact folded word its leaves look up, fetched in one pass
+    prefixes: tuple[str, ...]  # its wildcards' folded stems, expanded per article
 
 
 class Matcher:
     """Compiled watch rules: a presearch index over their required terms, and their queries.
 
-    Per article the text is tokenised once, its distinct tokens are looked up
-    in the index (``monitor.presearch``) and only the candidate rules are
-    evaluated; results are identical to ``match_article`` over every rule.
-    Sentences and named entities are computed lazily, so only a candidate
-    that needs them pays. Rules whose queries use ``person:``/``org:``/``gpe:``
-    need ``nlp_model``; without one (or if it cannot load) they are left out
-    and listed in ``disabled`` with the reason.
+    Each query is compiled once into closures (no tree walking per article);
+    equal leaves of different rules share one memo slot, so a word is looked
+    up once per article however many rules use it. Per article the text is
+    tokenised once, its distinct tokens are looked up in the index
+    (``monitor.presearch``) and only the candidate rules are evaluated;
+    results are identical to evaluating every rule (``use_index=False``, what
+    ``match_article`` does). Sentences and named entities are computed
+    lazily, so only a candidate that needs them pays. Rules whose queries use
+    ``person:``/``org:``/``gpe:`` need ``nlp_model``; without one (or if it
+    cannot load) they are left out and listed in ``disabled`` with the reason.
     """
 
     def __init__(
@@ -135,6 +160,7 @@ class Matcher:
         queries: Mapping[str, Query],
         nlp_model: str | None = None,
         recognizer: Recognizer | None = None,
+        use_index: bool = True,
     ):
         self.rules = [(rule, queries[rule.id]) for rule in rules]
         self.disabled: dict[str, str] = {}
@@ -142,13 +168,20 @@ class Matcher:
         needs_model = [r.id for r, q in self.rules if r.enabled and q.entity_labels]
         if needs_model and recognizer is None:
             self.recognizer = self._load_recognizer(nlp_model, needs_model)
-        active = [
-            (rule, query)
-            for rule, query in self.rules
-            if rule.enabled and rule.id not in self.disabled
-        ]
+        # Sorted by id, so candidates in number order give hits in rule-id order.
+        active = sorted(
+            ((r, q) for r, q in self.rules if r.enabled and r.id not in self.disabled),
+            key=lambda pair: pair[0].id,
+        )
         self.active = active
-        self.index = PresearchIndex([query for _, query in active])
+        with _collector_paused():
+            compiler = _Compiler()
+            self._compiled = [
+                _CompiledRule(rule, compiler.compile(query.root), *_words(query.root))
+                for rule, query in active
+            ]
+            self.index = PresearchIndex([query for _, query in active]) if use_index else None
+        self._everything = set(range(len(active)))
 
     def _load_recognizer(self, model: str | None, rule_ids: list[str]) -> Recognizer | None:
         if model is None:
@@ -169,104 +202,221 @@ class Matcher:
     def match_text(self, text: TokenizedText, source: str) -> list[Hit]:
         """Hits on an already tokenised text, evaluating only the index's candidates."""
         text.recognizer = self.recognizer
-        active = self.active
-        candidates = sorted(self.index.candidates(text.positions.keys()))
-        return _hits((active[i] for i in candidates), text, source)
+        if self.index is None:
+            candidates = self._everything
+        else:
+            candidates = self.index.candidates(text.positions.keys())
+            if not candidates:
+                return []
+        compiled = self._compiled
+        chosen = [compiled[i] for i in sorted(candidates)]
+        # One pass over the tokens finds every word the candidates may ask for.
+        words = [*chain.from_iterable(c.words for c in chosen)]
+        for c in chosen:
+            for prefix in c.prefixes:
+                words += text.words_starting(prefix)
+        text.positions.prefetch(words)
+        context = _Context(text, source)
+        hits = []
+        for rule in chosen:
+            sources = rule.rule.sources
+            if sources and source not in sources:
+                continue
+            found = rule.evaluate(context)
+            if found is not None:
+                hits.append(Hit(rule.rule, _spans(text, found)))
+        return hits
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while many long-lived objects are built.
+
+    Compiling 10,000 rules makes ~100,000 closures and cells; each collection
+    the allocations trigger walks all of them, which was 70 % of the build.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _words(root: Node) -> tuple[frozenset[str], tuple[str, ...]]:
+    """The exact folded words a query's leaves look up, and its wildcards' folded stems."""
+    words: set[str] = set()
+    prefixes: set[str] = set()
+    for node in walk(root):
+        if isinstance(node, Term):
+            (prefixes if node.prefix else words).add(node.word.casefold())
+        elif isinstance(node, Phrase):
+            words.update(w.casefold() for w in node.tokens)
+        elif isinstance(node, EntityRef):
+            words.update(w for name in node.names for w in name.tokens)
+    return frozenset(words), tuple(sorted(prefixes))
 
 
 # Where an operand is looked for: (title only?, spaCy entity label or None).
 Zone = tuple[bool, str | None]
 EVERYWHERE: Zone = (False, None)
+_TRUE: list[Occurrence] = []  # true with no occurrence (NOT, source:); never mutated
 
 
-class _Evaluator:
-    def __init__(self, text: TokenizedText, source_name: str):
-        self.text = text
-        self.source = source_name.casefold()
+class _Compiler:
+    """Query trees -> closures. Equal leaves in one zone get one memo slot and one closure."""
 
-    def eval(self, node: Node, zone: Zone) -> list[Occurrence] | None:
-        """The occurrences that make ``node`` true, or None when it is false."""
+    def __init__(self) -> None:
+        self._leaves: dict[tuple[Node, Zone], Find] = {}
+
+    def compile(self, root: Node) -> Evaluate:
+        return self._node(root, EVERYWHERE)
+
+    def _node(self, node: Node, zone: Zone) -> Evaluate:
         if isinstance(node, Term | Phrase | EntityRef):
-            return self.occurrences(node, zone) or None
+            return _true_if_any(self._leaf(node, zone))
         if isinstance(node, And):
-            found: list[Occurrence] = []
-            for child in node.children:
-                part = self.eval(child, zone)
-                if part is None:
-                    return None
-                found += part
-            return found
+            return _all_of([self._node(child, zone) for child in node.children])
         if isinstance(node, Or):
-            parts = [self.eval(child, zone) for child in node.children]
-            true_parts = [part for part in parts if part is not None]
-            return [occ for part in true_parts for occ in part] if true_parts else None
+            return _any_of([self._node(child, zone) for child in node.children])
         if isinstance(node, Not):
-            return [] if self.eval(node.child, zone) is None else None
+            return _none_of(self._node(node.child, zone))
         if isinstance(node, Near):
-            return self.near(node, zone)
+            left, right = self._operand(node.left, zone), self._operand(node.right, zone)
+            return _near(node, left, right)
         if isinstance(node, Title):
-            return self.eval(node.child, (True, zone[1]))
+            return self._node(node.child, (True, zone[1]))
         if isinstance(node, Scope):
-            return self.eval(node.child, (zone[0], node.label))
+            return self._node(node.child, (zone[0], node.label))
         assert isinstance(node, Source)
-        return [] if node.name.casefold() == self.source else None
+        return _from_source(node.name.casefold())
 
-    def operand(self, node: Node, zone: Zone) -> list[Occurrence]:
-        """A NEAR operand's occurrences, sorted: a term, phrase, entity or OR of those."""
+    def _operand(self, node: Node, zone: Zone) -> Find:
+        """A NEAR operand: a term, phrase, entity or OR of those, as sorted occurrences."""
         if isinstance(node, Or):
-            parts = [self.operand(child, zone) for child in node.children]
-            return sorted(set(merge(*parts)))
+            parts = [self._operand(child, zone) for child in node.children]
+            return lambda context: sorted(set(chain.from_iterable(part(context) for part in parts)))
         assert isinstance(node, Term | Phrase | EntityRef)
-        return self.occurrences(node, zone)
+        return self._leaf(node, zone)
 
-    def near(self, node: Near, zone: Zone) -> list[Occurrence] | None:
-        left = self.operand(node.left, zone)
-        right = self.operand(node.right, zone)
-        if not left or not right:
+    def _leaf(self, node: Term | Phrase | EntityRef, zone: Zone) -> Find:
+        key = (node, zone)
+        leaf = self._leaves.get(key)
+        if leaf is None:
+            leaf = self._leaves[key] = _memoised(len(self._leaves), _finder(node), zone)
+        return leaf
+
+
+def _true_if_any(find: Find) -> Evaluate:
+    return lambda context: find(context) or None
+
+
+def _all_of(parts: list[Evaluate]) -> Evaluate:
+    def all_of(context: _Context) -> list[Occurrence] | None:
+        found: list[Occurrence] = []
+        for part in parts:
+            got = part(context)
+            if got is None:
+                return None
+            found += got
+        return found
+
+    return all_of
+
+
+def _any_of(parts: list[Evaluate]) -> Evaluate:
+    def any_of(context: _Context) -> list[Occurrence] | None:
+        found: list[Occurrence] | None = None
+        for part in parts:
+            got = part(context)
+            if got is not None:
+                found = got if found is None else found + got  # never extend a memo's list
+        return found
+
+    return any_of
+
+
+def _none_of(child: Evaluate) -> Evaluate:
+    return lambda context: _TRUE if child(context) is None else None
+
+
+def _from_source(name: str) -> Evaluate:
+    return lambda context: _TRUE if context.source == name else None
+
+
+def _memoised(slot: int, find: Callable[[TokenizedText], list[Occurrence]], zone: Zone) -> Find:
+    title_only, label = zone
+
+    def occurrences(context: _Context) -> list[Occurrence]:
+        found = context.memo.get(slot)
+        if found is None:
+            text = context.text
+            found = find(text)
+            if title_only and found:
+                found = [occ for occ in found if occ[1] < text.title_count]
+            if label is not None and found:
+                found = _inside(found, text.entity_spans.get(label, []))
+            context.memo[slot] = found
+        return found
+
+    return occurrences
+
+
+def _finder(node: Term | Phrase | EntityRef) -> Callable[[TokenizedText], list[Occurrence]]:
+    """What finds a leaf's sorted occurrences in a text."""
+    if isinstance(node, Term):
+        if node.prefix:
+            return lambda text: _prefix(text, node)
+        if node.case_sensitive:
+            return lambda text: _cased_term(text, node.word)
+        word = node.word
+        return lambda text: [(p, p) for p in text.positions[word]]
+    if isinstance(node, Phrase):
+        return lambda text: _phrase(text, node)
+    names = node.names
+    return lambda text: _outermost(chain.from_iterable(_phrase(text, name) for name in names))
+
+
+def _near(node: Near, left_of: Find, right_of: Find) -> Evaluate:
+    kind, distance, ordered = node.kind, node.distance, node.ordered
+
+    def near(context: _Context) -> list[Occurrence] | None:
+        left = left_of(context)
+        if not left:
             return None
-        if node.kind == "n":
-            assert node.distance is not None
-            used_left, used_right = _within(left, right, node.distance)
-            if not node.ordered:
-                back_right, back_left = _within(right, left, node.distance)
+        right = right_of(context)
+        if not right:
+            return None
+        if kind == "n":
+            assert distance is not None
+            used_left, used_right = _within(left, right, distance)
+            if not ordered:
+                back_right, back_left = _within(right, left, distance)
                 used_left |= back_left
                 used_right |= back_right
+        elif kind == "P":
+            paragraph_of = context.text.paragraph_of
+            used_left, used_right = _in_units(left, right, paragraph_of)
         else:
-            paragraphs = self.text.paragraphs
-            units: Sequence[int] | SentenceUnits = paragraphs
-            if node.kind == "S":
-                # No sentence crosses a paragraph (monitor.tokens): only paragraphs holding
-                # both sides are split into sentences (spaCy, ~2.4x the cost of tokenising).
-                shared = {paragraphs[f] for f, _ in left} & {paragraphs[f] for f, _ in right}
-                left = [occ for occ in left if paragraphs[occ[0]] in shared]
-                right = [occ for occ in right if paragraphs[occ[0]] in shared]
-                units = self.text.sentence_units
-            used_left = _partnered(left, right, units)
-            used_right = _partnered(right, left, units)
+            left, right, used_left, used_right = _same_sentence(context.text, left, right)
         if not used_left:
             return None
         return [left[i] for i in used_left] + [right[j] for j in used_right]
 
-    def occurrences(self, node: Term | Phrase | EntityRef, zone: Zone) -> list[Occurrence]:
-        """Sorted occurrences, memoised on the text so rules sharing a term share the work."""
-        key = (node, zone)
-        memo = self.text.memo
-        if key not in memo:
-            if isinstance(node, Term):
-                found = _term(self.text, node)
-            elif isinstance(node, Phrase):
-                found = _phrase(self.text, node)
-            else:
-                found = _outermost(merge(*(_phrase(self.text, p) for p in node.names)))
-            title_only, label = zone
-            if title_only:
-                found = found[: bisect_left(found, (self.text.title_count, -1))]
-                found = [occ for occ in found if occ[1] < self.text.title_count]
-            if label is not None:
-                found = _inside(found, self.text.entity_spans.get(label, []))
-            memo[key] = found
-        result: list[Occurrence] = memo[key]
-        return result
+    return near
+
+
+def _same_sentence(
+    text: TokenizedText, left: list[Occurrence], right: list[Occurrence]
+) -> tuple[list[Occurrence], list[Occurrence], set[int], set[int]]:
+    """Left and right in the paragraphs they share, and the indices of those in a
+    non-overlapping pair within one sentence (only shared paragraphs are split)."""
+    paragraph_of = text.paragraph_of
+    shared = {paragraph_of(f) for f, _ in left} & {paragraph_of(f) for f, _ in right}
+    left = [occ for occ in left if paragraph_of(occ[0]) in shared]
+    right = [occ for occ in right if paragraph_of(occ[0]) in shared]
+    return left, right, *_in_units(left, right, text.sentence_units.__getitem__)
 
 
 def _inside(found: list[Occurrence], spans: list[Occurrence]) -> list[Occurrence]:
@@ -279,26 +429,22 @@ def _inside(found: list[Occurrence], spans: list[Occurrence]) -> list[Occurrence
     return kept
 
 
-def _term(text: TokenizedText, term: Term) -> list[Occurrence]:
-    key = term.word.casefold() if term.case_sensitive else term.word
-    if term.prefix:
-        # The words starting with the prefix are one run of the sorted distinct words.
-        words, positions_of = text.sorted_words, text.positions
-        lists = []
-        for i in range(bisect_left(words, key), len(words)):
-            if not words[i].startswith(key):
-                break
-            lists.append(positions_of[words[i]])
-        positions = list(merge(*lists))
-    else:
-        positions = text.positions[key]
+def _prefix(text: TokenizedText, term: Term) -> list[Occurrence]:
+    words = text.words_starting(term.word.casefold() if term.case_sensitive else term.word)
+    if not words:
+        return []
+    positions_of = text.positions
+    positions_of.prefetch(words)
+    positions: Iterable[int] = sorted(chain.from_iterable(map(positions_of.__getitem__, words)))
     if term.case_sensitive:
-        cased, word = text.cased, term.word
-        if term.prefix:
-            positions = [p for p in positions if cased[p].startswith(word)]
-        else:
-            positions = [p for p in positions if cased[p] == word]
+        cased, stem = text.cased, term.word
+        positions = (p for p in positions if cased[p].startswith(stem))
     return [(p, p) for p in positions]
+
+
+def _cased_term(text: TokenizedText, word: str) -> list[Occurrence]:
+    cased = text.cased
+    return [(p, p) for p in text.positions[word.casefold()] if cased[p] == word]
 
 
 def _phrase(text: TokenizedText, phrase: Phrase) -> list[Occurrence]:
@@ -354,23 +500,41 @@ def _within(xs: list[Occurrence], ys: list[Occurrence], distance: int) -> tuple[
     return used_x, used_y
 
 
+def _in_units(
+    left: list[Occurrence], right: list[Occurrence], unit_of: Callable[[int], int]
+) -> tuple[set[int], set[int]]:
+    """Indices of left and right in some non-overlapping pair within one unit.
+
+    Units are paragraphs or sentences; an occurrence spanning two units is in none.
+    """
+    left_units = [_unit(occ, unit_of) for occ in left]
+    right_units = [_unit(occ, unit_of) for occ in right]
+    return _partnered(left, left_units, right, right_units), _partnered(
+        right, right_units, left, left_units
+    )
+
+
+def _unit(occurrence: Occurrence, unit_of: Callable[[int], int]) -> int | None:
+    first, last = occurrence
+    unit = unit_of(first)
+    return unit if first == last or unit_of(last) == unit else None
+
+
 def _partnered(
-    xs: list[Occurrence], ys: list[Occurrence], units: Sequence[int] | SentenceUnits
+    xs: list[Occurrence], x_units: list[int | None], ys: list[Occurrence], y_units: list[int | None]
 ) -> set[int]:
-    """Indices of xs with some y in the same unit (sentence or paragraph) not overlapping it."""
+    """Indices of xs with some y in the same unit not overlapping it."""
     # Per unit, the earliest end and the latest start of its ys: a y ends
     # before x or starts after x exactly when one of those two does.
     bounds: dict[int, tuple[int, int]] = {}
-    for first, last in ys:
-        unit = units[first]
-        if units[last] != unit:
+    for (first, last), unit in zip(ys, y_units, strict=True):
+        if unit is None:
             continue
         earliest_end, latest_start = bounds.get(unit, (last, first))
         bounds[unit] = (min(earliest_end, last), max(latest_start, first))
     used = set()
-    for i, (first, last) in enumerate(xs):
-        unit = units[first]
-        if units[last] != unit or unit not in bounds:
+    for i, ((first, last), unit) in enumerate(zip(xs, x_units, strict=True)):
+        if unit is None or unit not in bounds:
             continue
         earliest_end, latest_start = bounds[unit]
         if earliest_end < first or latest_start > last:

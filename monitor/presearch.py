@@ -31,8 +31,8 @@ the "always" list is empty, but it is kept for safety.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence, Set
-from dataclasses import dataclass
 
 from monitor.query import (
     And,
@@ -146,20 +146,34 @@ def required_clauses(node: Node) -> tuple[Clause, ...]:
     return ()
 
 
-@dataclass(frozen=True)
-class _Prefix:
-    prefix: str
-    rules: tuple[int, ...]
+def _split_clauses(clauses: tuple[Clause, ...]) -> tuple[frozenset[str], tuple[Clause, ...]]:
+    """One-word clauses as one set (checked by a single subset test), and the rest."""
+    single = frozenset(word for clause in clauses if len(clause) == 1 for word in clause)
+    return single, tuple(clause for clause in clauses if len(clause) > 1)
+
+
+# How many distinct article words the index remembers wildcard answers for; then it
+# starts afresh. News vocabularies grow without end (names, numbers, typos), and a
+# daemon runs for months: the memory stays bounded, the cost is a re-learning pass.
+KNOWN_WORDS = 200_000
 
 
 class PresearchIndex:
-    """Rule numbers by required key; ``candidates`` maps an article's words to rule numbers."""
+    """Rule numbers by required key; ``candidates`` maps an article's words to rule numbers.
+
+    Exact keys are one dict. Wildcard prefixes are resolved per distinct word
+    once and remembered (``by_word`` then holds the word with every rule its
+    exact key and its prefixes select), so an article's lookup is a C-level
+    intersection of its words with ``by_word`` plus a Python step only for
+    words the index has never seen.
+    """
 
     def __init__(self, queries: Sequence[Query]):
         exact: dict[str, list[int]] = {}
         prefixes: dict[str, list[int]] = {}
         self.always: list[int] = []
-        self.clauses = [required_clauses(query.root) for query in queries]
+        # Per rule: the words it needs every one of, and the groups it needs one word of.
+        self.clauses = [_split_clauses(required_clauses(query.root)) for query in queries]
         for number, query in enumerate(queries):
             keys = required_keys(query.root)
             if keys is None:
@@ -168,30 +182,48 @@ class PresearchIndex:
             for is_prefix, word in keys:
                 (prefixes if is_prefix else exact).setdefault(word, []).append(number)
         self.exact = {word: tuple(numbers) for word, numbers in exact.items()}
-        # Prefixes grouped by their first HEAD letters: an article token is
-        # checked only against the prefixes that share its head.
-        heads: dict[str, list[_Prefix]] = {}
+        # Prefixes grouped by their first HEAD letters: a new word is checked only
+        # against the prefixes that share its head.
+        heads: dict[str, list[tuple[str, tuple[int, ...]]]] = {}
         for prefix, numbers in prefixes.items():
-            heads.setdefault(prefix[:HEAD], []).append(_Prefix(prefix, tuple(numbers)))
+            heads.setdefault(prefix[:HEAD], []).append((prefix, tuple(numbers)))
         self.heads = {head: tuple(group) for head, group in heads.items()}
+        self._lock = threading.Lock()
+        self._forget()
+
+    def _forget(self) -> None:
+        self.by_word: dict[str, tuple[int, ...]] = dict(self.exact)
+        self._known: set[str] = set()
+
+    def _learn(self, words: Set[str]) -> None:
+        """Add the wildcard rules of words never seen to ``by_word``."""
+        new = words - self._known
+        if not new:
+            return
+        if len(self._known) + len(new) > KNOWN_WORDS:
+            self._forget()
+            new = set(words)
+        self._known |= new
+        heads, by_word = self.heads, self.by_word
+        for word in new:
+            group = heads.get(word[:HEAD])
+            if group:
+                rules = [n for prefix, numbers in group if word.startswith(prefix) for n in numbers]
+                if rules:
+                    by_word[word] = self.exact.get(word, ()) + tuple(rules)
 
     def candidates(self, words: Set[str]) -> set[int]:
-        """Numbers of the rules that may match a text whose distinct folded tokens are ``words``.
-
-        ``words`` is best a dict's keys view (``TokenizedText.positions.keys()``):
-        its intersection with the index runs in C, not one lookup per word in Python.
-        """
-        found = set(self.always)
-        exact = self.exact
-        for word in exact.keys() & words:
-            found.update(exact[word])
-        heads = self.heads
-        if heads:
-            for word in words:
-                group = heads.get(word[:HEAD])
-                if group:
-                    for entry in group:
-                        if word.startswith(entry.prefix):
-                            found.update(entry.rules)
-        clauses = self.clauses
-        return {n for n in found if all(not words.isdisjoint(c) for c in clauses[n])}
+        """Numbers of the rules that may match a text whose distinct folded tokens are ``words``."""
+        with self._lock:  # poll threads share the index, and learning changes it
+            if self.heads:
+                self._learn(words)
+            by_word = self.by_word
+            found = set(self.always)
+            for word in by_word.keys() & words:
+                found.update(by_word[word])
+        kept = set()
+        for n in found:
+            needed, groups = self.clauses[n]
+            if needed <= words and all(not words.isdisjoint(group) for group in groups):
+                kept.add(n)
+        return kept

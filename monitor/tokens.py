@@ -10,8 +10,9 @@ its character span in the original string and two normalised forms:
   case-sensitive terms (``=US``);
 - ``folded``: ``cased`` casefolded, for everything else.
 
-``TokenizedText`` holds one article's tokens, a folded-token index built once,
-and paragraph and sentence numbers computed only when a query asks for them.
+``TokenizedText`` holds one article's tokens, a folded-token index built on
+demand, and character spans, paragraph and sentence numbers computed only for
+the tokens a query asks about.
 Sentences come from spaCy's rule-based sentencizer on a blank English pipeline.
 """
 
@@ -22,10 +23,10 @@ import sys
 import threading
 import unicodedata
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import cached_property, lru_cache
 from itertools import accumulate, compress
-from operator import add
+from operator import add, methodcaller
 from typing import Any, NamedTuple, Protocol
 
 # A named-entity recogniser: text -> (start char, end char, label) per entity (monitor.nlp).
@@ -76,6 +77,7 @@ _ASCII_TOKEN = re.compile(r"([A-Za-z0-9]+)")
 _ASCII_SEPARATORS = str.maketrans({chr(c): " " for c in range(128) if not chr(c).isalnum()})
 _ACCENTS = re.compile(rf"[{_ACCENT_MARKS}]+")
 _LINE_BREAK = re.compile(r"[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
+_RARE_BREAKS = "\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"  # the line breaks other than "\n"
 
 # The title is sentence 0 and paragraph 0; body numbers start above it.
 TITLE_UNIT = 0
@@ -127,6 +129,16 @@ def _count_before(spaced: str, end: int) -> int:
     return count
 
 
+def _whole_word_starts(padded: str, word: str) -> list[int]:
+    """Offsets (into the unpadded text) of each whole-token ``word`` in ``padded``."""
+    found, needle, find = [], f" {word} ", padded.find
+    at = find(needle)
+    while at >= 0:
+        found.append(at)  # the leading space sits one before the word: the unpadded offset
+        at = find(needle, at + len(word) + 1)  # the trailing space may lead the next one
+    return found
+
+
 class ArticleLike(Protocol):
     @property
     def title(self) -> str: ...
@@ -136,13 +148,15 @@ class ArticleLike(Protocol):
 
 
 class Positions:
-    """Folded token -> its sorted token indices, each list built on first lookup.
+    """Folded token -> its sorted token indices, built only for the words asked for.
 
     Building the whole index eagerly was a third of tokenising an article
     (bench/bench_matching.py, issue #5), yet an article is usually asked for a
     few dozen words: ``distinct`` (a set, built in C) answers the presearch and
-    "absent" at once, and a present word's list comes from ``list.index``
-    scans in C.
+    "absent" at once. ``prefetch`` finds the positions of many words in one
+    pass over the tokens (``compress`` over a set lookup, all in C), which is
+    what the matcher does for its candidate rules' words; a word not
+    prefetched is found by ``list.index`` scans on first lookup.
     """
 
     __slots__ = ("_folded", "_found", "distinct")
@@ -164,6 +178,20 @@ class Positions:
     def keys(self) -> set[str]:
         return self.distinct
 
+    def prefetch(self, words: Iterable[str]) -> None:
+        """Find the positions of every one of ``words`` that occurs, in one pass."""
+        wanted = self.distinct.intersection(words)
+        wanted.difference_update(self._found)
+        if len(wanted) < 2:
+            for word in wanted:
+                self._found[word] = self._scan(word)
+            return
+        found, folded = self._found, self._folded
+        for word in wanted:
+            found[word] = []
+        for i in compress(range(len(folded)), map(wanted.__contains__, folded)):
+            found[folded[i]].append(i)
+
     def _scan(self, word: str) -> list[int]:
         index, found, at = self._folded.index, [], -1
         try:
@@ -178,33 +206,88 @@ class TokenizedText:
     """One text's tokens, ready for many queries to be evaluated against it.
 
     ``title_count`` tokens at the front are the title's. ``folded`` is built
-    at once; ``starts``, ``ends`` and ``cased`` (per-token lists, cheaper than
-    Token objects) only when a match needs spans or case, for ASCII text;
-    ``positions`` maps a folded token to its sorted token indices. ``memo`` is
-    scratch space for the matcher to share work between rules evaluated on
-    the same text.
+    at once; ``positions`` maps a folded token to its sorted token indices.
+    ``start_of(i)`` and ``end_of(i)`` give token i's character span: for
+    ASCII text only the tokens a match reports are ever located (one
+    ``str.find`` per occurrence of their word), since building every token's
+    offsets cost twice the tokenising (bench/bench_matching.py, issue #5);
+    ``starts``, ``ends`` and ``cased`` (whole lists) are built on first use.
+    Paragraph and sentence numbers are computed only when a query asks.
     """
 
     def __init__(self, text: str, title_end: int = 0, body_start: int = 0):
         self.text = text
         self.body_start = body_start
+        # Every token's offsets: set here for non-ASCII text, which is scanned by regex.
+        self._starts: list[int] | None = None
+        self._ends: list[int] = []
         if text.isascii():
             # Tokens are the runs between spaces of the translated text, and for ASCII
             # casefold is lower: no regex, no per-token Python call.
             self._spaced = text.translate(_ASCII_SEPARATORS)
-            self.folded = self._spaced.lower().split()
+            lowered = self._spaced.lower()
+            self.folded = lowered.split()
             self.title_count = _count_before(self._spaced, title_end)
+            # Padded so that " word " finds each whole-token occurrence of word.
+            self._padded = f" {lowered} "
+            self._located: dict[int, int] = {}  # token -> start, for the words located so far
         else:
             starts, ends, words = _scan(text)
             cased = list(map(strip_accents, words))
             vars(self).update(starts=starts, ends=ends, cased=cased)  # the cached properties
             self.folded = list(map(str.casefold, cased))
             self.title_count = bisect_right(ends, title_end)
+            self._starts, self._ends = starts, ends
         self.positions = Positions(self.folded)
-        self.memo: dict[Any, Any] = {}
+        self._prefix_scans = 0
+        self._starting: dict[str, list[str]] = {}  # wildcard stem -> its words here
         # Set by the matcher when a rule with an entity scope (person: ...) is a
         # candidate; nothing runs a model until ``entity_spans`` is read.
         self.recognizer: Recognizer | None = None
+
+    def start_of(self, i: int) -> int:
+        """Character offset of token i's start."""
+        if self._starts is not None:
+            return self._starts[i]
+        start = self._located.get(i)
+        if start is None:
+            start = self._locate(i)
+        return start
+
+    def _locate(self, i: int) -> int:
+        """Locate every occurrence of token i's word at once (ASCII text)."""
+        word = self.folded[i]
+        starts = _whole_word_starts(self._padded, word)
+        self._located.update(zip(self.positions[word], starts, strict=True))
+        return self._located[i]
+
+    def end_of(self, i: int) -> int:
+        """Character offset just past token i."""
+        if self._starts is not None:
+            return self._ends[i]
+        return self.start_of(i) + len(self.folded[i])  # lower() keeps ASCII lengths
+
+    def span_of(self, occurrence: tuple[int, int]) -> tuple[int, int]:
+        """The characters from the start of token ``first`` to the end of token ``last``."""
+        first, last = occurrence
+        if self._starts is not None:
+            return self._starts[first], self._ends[last]
+        located = self._located
+        start = located.get(first)
+        if start is None:
+            start = self._locate(first)
+        if first == last:
+            return start, start + len(self.folded[first])
+        end = located.get(last)
+        if end is None:
+            end = self._locate(last)
+        return start, end + len(self.folded[last])
+
+    def paragraph_of(self, i: int) -> int:
+        """Token i's paragraph: the title is 0, every line break starts a new one."""
+        if i < self.title_count:
+            return TITLE_UNIT
+        return 1 + bisect_right(self.line_breaks, self.start_of(i))
 
     @cached_property
     def starts(self) -> list[int]:
@@ -249,10 +332,49 @@ class TokenizedText:
         """The distinct folded tokens, sorted: a wildcard finds its words by bisection."""
         return sorted(self.positions.distinct)
 
+    def words_starting(self, prefix: str) -> list[str]:
+        """The distinct folded tokens that start with ``prefix``.
+
+        For ASCII text each " prefix" in the padded text starts such a token
+        (one ``str.find`` per occurrence); otherwise the first few wildcards
+        scan the distinct words and, since sorting them costs about three
+        scans, later ones bisect the sorted words.
+        """
+        found = self._starting.get(prefix)
+        if found is None:
+            found = self._starting[prefix] = self._words_starting(prefix)
+        return found
+
+    def _words_starting(self, prefix: str) -> list[str]:
+        if self._starts is None:
+            padded, needle, found = self._padded, " " + prefix, set()
+            at = padded.find(needle)
+            while at >= 0:
+                end = padded.index(" ", at + 1)
+                found.add(padded[at + 1 : end])
+                at = padded.find(needle, end)
+            return list(found)
+        if self._prefix_scans < 3:
+            self._prefix_scans += 1
+            return list(filter(methodcaller("startswith", prefix), self.positions.distinct))
+        words = self.sorted_words
+        start = end = bisect_left(words, prefix)
+        while end < len(words) and words[end].startswith(prefix):
+            end += 1
+        return words[start:end]
+
     @cached_property
     def line_breaks(self) -> list[int]:
         """Offsets of the body's line breaks: paragraph p >= 1 ends at line_breaks[p - 1]."""
-        return [m.start() for m in _LINE_BREAK.finditer(self.text, self.body_start)]
+        text = self.text
+        if any(other in text for other in _RARE_BREAKS):
+            return [m.start() for m in _LINE_BREAK.finditer(text, self.body_start)]
+        # Only "\n": str.find is ~10x faster than scanning a character class.
+        found, at = [], text.find("\n", self.body_start)
+        while at >= 0:
+            found.append(at)
+            at = text.find("\n", at + 1)
+        return found
 
     @cached_property
     def paragraphs(self) -> list[int]:
@@ -260,7 +382,7 @@ class TokenizedText:
         breaks = self.line_breaks
         numbers = [TITLE_UNIT] * self.title_count
         numbers += [1 + bisect_right(breaks, start) for start in self.starts[self.title_count :]]
-        return numbers
+        return numbers  # the same numbers paragraph_of gives, for every token at once
 
     @cached_property
     def sentence_units(self) -> SentenceUnits:
@@ -306,35 +428,58 @@ class TokenizedText:
 class SentenceUnits:
     """``units[i]``: an id of token i's sentence, equal for tokens of one sentence.
 
-    The sentencizer (~2.4x the cost of tokenising, DESIGN.md) runs on one
-    paragraph at a time, when a token of it is first asked for: a NEAR/S pair
-    is usually in one or two paragraphs of a long article. Splitting a
-    paragraph alone gives the sentences splitting the whole text gives: no
-    sentence crosses a line break, and spaCy's sentencizer leaves a line-break
-    token with no period pending, so each paragraph starts afresh (a Hypothesis
-    test in tests/test_tokens.py compares the two).
+    The ids are exactly those of spaCy's sentencizer run on each paragraph
+    (``sentences`` runs it on the whole text; a Hypothesis test in
+    tests/test_tokens.py compares the two), found without running it:
+
+    - No sentence crosses a line break, and the sentencizer leaves a
+      line-break token with no period pending, so paragraphs are independent.
+    - The sentencizer starts a sentence at the first non-punctuation token
+      after a token whose text is one of its marks (``.``, ``!``, ``?`` and
+      their kin in other scripts). A token holding a letter or digit is never
+      punctuation, so two word tokens are in different sentences exactly when
+      a mark token lies between them: a sentence id is the paragraph and the
+      count of mark tokens before the token.
+    - spaCy's tokenizer cuts each whitespace-free chunk on its own, so which
+      marks of a chunk are tokens of their own ("said." -> "said" "."; not
+      "U.S.") depends on the chunk alone: ``_Sentencizer.mark_offsets``
+      tokenises each chunk holding a mark once and remembers it.
+
+    This costs about a tenth of running the pipeline on the paragraph.
     """
 
     def __init__(self, text: TokenizedText):
         self._text = text
-        self._paragraphs = text.paragraphs
-        self._split: dict[int, list[int]] = {}  # paragraph -> its sentence starts
+        self._split: dict[int, list[int]] = {}  # paragraph -> offsets of its mark tokens
+        self._known: dict[int, int] = {}  # token -> its id, once asked
 
     def __getitem__(self, i: int) -> int:
-        paragraph = self._paragraphs[i]
+        unit = self._known.get(i)
+        if unit is None:
+            unit = self._known[i] = self._unit(i)
+        return unit
+
+    def _unit(self, i: int) -> int:
+        paragraph = self._text.paragraph_of(i)
         if paragraph == TITLE_UNIT:
             return TITLE_UNIT
-        starts = self._split.get(paragraph)
-        if starts is None:
-            starts = self._split[paragraph] = self._sentencize(paragraph)
+        marks = self._split.get(paragraph)
+        if marks is None:
+            marks = self._split[paragraph] = self._marks(paragraph)
         # Unique over the text: a paragraph's ids never reach the next paragraph's.
-        return paragraph * (len(self._text.text) + 2) + bisect_right(starts, self._text.starts[i])
+        start = self._text.start_of(i)
+        return paragraph * (len(self._text.text) + 2) + bisect_right(marks, start)
 
-    def _sentencize(self, paragraph: int) -> list[int]:
+    def _marks(self, paragraph: int) -> list[int]:
         text, breaks = self._text, self._text.line_breaks
         start = text.body_start if paragraph == 1 else breaks[paragraph - 2] + 1
         end = breaks[paragraph - 1] if paragraph - 1 < len(breaks) else len(text.text)
-        return [start + s for s in sentence_starts(text.text[start:end])]
+        chunks = SENTENCIZER.chunks_with_marks(text.text.isascii())
+        return [
+            chunk.start() + offset
+            for chunk in chunks.finditer(text.text, start, end)
+            for offset in SENTENCIZER.mark_offsets(chunk.group())
+        ]
 
 
 class _Sentencizer:
@@ -342,15 +487,21 @@ class _Sentencizer:
 
     spaCy's StringStore keeps every string it has seen (1 M strings took
     357 MiB, see DESIGN.md): a fresh pipeline now and then bounds a daemon
-    that runs for months. A doc is one paragraph (``SentenceUnits``), about a
-    tenth of an article: 50,000 of them hold the strings 5,000 articles did.
+    that runs for months. A doc is a whole text (``sentences``) or one chunk
+    holding a mark (``SentenceUnits``); the chunks' answers are remembered,
+    up to ``CHUNKS`` of them.
     """
+
+    CHUNKS = 100_000
 
     def __init__(self, rebuild_every: int = 50_000):
         self.rebuild_every = rebuild_every
         self._lock = threading.Lock()
         self._nlp: Any = None
         self._docs = 0
+        self._punct: frozenset[str] = frozenset()
+        self._chunks: tuple[re.Pattern[str], re.Pattern[str]] | None = None
+        self._offsets: dict[str, tuple[int, ...]] = {}
 
     def _pipeline(self) -> Any:
         if self._nlp is None or self._docs >= self.rebuild_every:
@@ -359,7 +510,47 @@ class _Sentencizer:
             nlp = spacy.blank("en")
             nlp.add_pipe("sentencizer")
             self._nlp, self._docs = nlp, 0
+            sentencizer: Any = nlp.get_pipe("sentencizer")
+            self._punct = frozenset(sentencizer.punct_chars)
+            # A mark that is a letter or digit would break SentenceUnits' reasoning.
+            assert not any(c.isalnum() or len(c) != 1 for c in self._punct)
         return self._nlp
+
+    def chunks_with_marks(self, ascii_only: bool) -> re.Pattern[str]:
+        """A pattern finding each whitespace-free chunk that holds a mark.
+
+        Linear: a match starts only at a chunk's start and never backtracks
+        (possessive quantifiers). ``ascii_only`` leaves out the marks outside
+        ASCII, for ASCII text: a class of 128 characters, most outside the
+        BMP, made the scan 50x slower.
+        """
+        if self._chunks is None:
+            with self._lock:
+                self._pipeline()
+                punct = self._punct
+            every, ascii_marks = (
+                re.compile(rf"(?<!\S)[^\s{marks}]*+[{marks}]\S*+")
+                for marks in (
+                    "".join(map(re.escape, sorted(chars)))
+                    for chars in (punct, {c for c in punct if c.isascii()})
+                )
+            )
+            self._chunks = (every, ascii_marks)
+        return self._chunks[1] if ascii_only else self._chunks[0]
+
+    def mark_offsets(self, chunk: str) -> tuple[int, ...]:
+        """Offsets in ``chunk`` of the tokens spaCy's tokenizer makes of a mark alone."""
+        found = self._offsets.get(chunk)
+        if found is None:
+            with self._lock:
+                tokenizer = self._pipeline().tokenizer
+                self._docs += 1
+                punct = self._punct
+                found = tuple(token.idx for token in tokenizer(chunk) if token.text in punct)
+                if len(self._offsets) >= self.CHUNKS:
+                    self._offsets = {}
+                self._offsets[chunk] = found
+        return found
 
     def starts(self, text: str) -> list[int]:
         with self._lock:

@@ -150,3 +150,29 @@ def test_index_agrees_with_evaluating_every_rule(
     item = article(title, body, source)
     matcher = Matcher([r for r, _ in rules], {r.id: q for r, q in rules})
     assert matcher.match(item) == match_article(rules, item)
+
+
+def test_wildcard_answers_are_remembered_within_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Words learnt for wildcards stay bounded: past KNOWN_WORDS the index starts afresh."""
+    import monitor.presearch as presearch
+
+    monkeypatch.setattr(presearch, "KNOWN_WORDS", 3)
+    index = PresearchIndex([parse_query(q) for q in ("visit*", "summit")])
+    assert index.candidates({"visited", "x"}) == {0}
+    assert index.by_word["visited"] == (0,)
+    assert index.candidates({"a", "b", "visitors"}) == {0}  # over the bound: forgotten, relearnt
+    assert "visited" not in index.by_word and len(index._known) <= 3
+    assert index.candidates({"summit", "visit"}) == {0, 1}
+
+
+def test_matcher_without_index_gives_the_same_hits_and_keeps_gc_on() -> None:
+    """use_index=False evaluates every rule with the same hits; building leaves gc enabled."""
+    import gc
+
+    rules = [Rule(f"r{i}", "t", q, ()) for i, q in enumerate(["kim", "visit* NOT xi", "xi"])]
+    queries = {r.id: parse_query(r.query) for r in rules}
+    item = article("Kim visited", "Talks")
+    indexed = Matcher(rules, queries)
+    assert gc.isenabled()
+    assert indexed.match(item) == Matcher(rules, queries, use_index=False).match(item)
+    assert [h.rule.id for h in indexed.match(item)] == ["r0", "r1"]

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.domain import Article
-from monitor.tokens import TokenizedText, _Sentencizer, fold, tokenize
+from monitor.tokens import _LINE_BREAK, TokenizedText, _Sentencizer, fold, tokenize
 
 
 def folded(text: str) -> list[str]:
@@ -144,6 +144,18 @@ def test_sentences_and_paragraphs_are_lazy() -> None:
     assert "sentences" in vars(text)
 
 
+def test_mark_offsets_are_remembered_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chunk is tokenised once; the memory of chunks is emptied when it is full."""
+    sentencizer = _Sentencizer()
+    monkeypatch.setattr(_Sentencizer, "CHUNKS", 2)
+    assert sentencizer.mark_offsets("said.") == (4,)
+    assert sentencizer.mark_offsets("U.S.") == ()
+    docs = sentencizer._docs
+    assert sentencizer.mark_offsets("said.") == (4,) and sentencizer._docs == docs
+    sentencizer.mark_offsets("week!")
+    assert len(sentencizer._offsets) == 1
+
+
 def test_sentencizer_is_rebuilt_every_n_docs() -> None:
     """The spaCy pipeline is replaced after ``rebuild_every`` docs, bounding its StringStore."""
     sentencizer = _Sentencizer(rebuild_every=2)
@@ -176,16 +188,74 @@ def test_lazy_positions_list_every_occurrence(words: list[str], word: str) -> No
     assert text.positions.keys() == set(text.folded)
 
 
-PIECES = ["Kim", "met", "Putin", ".", "!", "?", "...", '"', "U.S.", "Mr.", "(", ")", " ", "  "]
+PIECES = ["Kim", "met", "Putin", ".", "!", "?", "...", '"', "U.S.", "Mr.", "(", ")", " ", "  ",
+          "said.", "Kim.", "a.m.", "etc.", "e.g.", "3.5", "Jan.", "U.K.", ".)", '."', "?!", "!!",
+          "example.com.", "'s", "-", "\t", "\xa0", "。", "।", "？", "Kim。Putin", "x.y",
+          "..Kim"]  # fmt: skip
 BREAKS = ["\n", "\r\n", "\n\n", "\v", "\f", "\x1c", "\x85", "\u2028", "\u2029", "\n "]
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.lists(st.sampled_from(PIECES + BREAKS), max_size=30), st.sampled_from(["", "T. t"]))
-def test_sentence_units_split_paragraphs_as_the_whole_text(pieces: list[str], title: str) -> None:
-    """Sentencizing paragraph by paragraph groups tokens exactly as sentencizing it all."""
-    body = " ".join(pieces)
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.sampled_from(PIECES + BREAKS), max_size=30),
+    st.sampled_from(["", "T. t"]),
+    st.sampled_from([" ", ""]),
+)
+def test_sentence_units_split_as_spacy_splits_the_whole_text(
+    pieces: list[str], title: str, glue: str
+) -> None:
+    """Sentence ids from mark tokens per chunk group tokens exactly as spaCy's whole-text split."""
+    body = glue.join(pieces)
     text = TokenizedText.from_parts(title, body) if title else TokenizedText.from_text(body)
     whole, lazy = text.sentences, text.sentence_units
     pairs = [(i, j) for i in range(len(text)) for j in range(i, len(text))]
     assert [whole[i] == whole[j] for i, j in pairs] == [lazy[i] == lazy[j] for i, j in pairs]
+
+
+TEXT_PIECES = ["Kim", "kim", "KIM", "Putin", "summit", "summits", "São", "Paulo", "U.S.", "-", ",",
+               " ", "  ", "\n", "\r\n", "\u2028", "'s", "北朝鮮", "2024"]  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(TEXT_PIECES), max_size=25), st.integers(0, 30))
+def test_spans_and_units_per_token_agree_with_the_whole_lists(pieces: list[str], cut: int) -> None:
+    """start_of, end_of, span_of and paragraph_of give what the eager per-token lists give."""
+    raw = " ".join(pieces)
+    text = TokenizedText(raw, min(cut, len(raw)), min(cut, len(raw)))
+    reference = TokenizedText(raw, min(cut, len(raw)), min(cut, len(raw)))
+    starts, ends, paragraphs = reference.starts, reference.ends, reference.paragraphs
+    for i in reversed(range(len(text))):  # any order: located words are remembered
+        assert (text.start_of(i), text.end_of(i)) == (starts[i], ends[i])
+        assert text.paragraph_of(i) == paragraphs[i]
+        assert text.span_of((i, len(text) - 1)) == (starts[i], ends[-1])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from(TEXT_PIECES), max_size=25),
+    st.lists(st.sampled_from(["kim", "summit", "sao", "x", "2024", "北朝鮮"]), max_size=4),
+)
+def test_prefetched_positions_equal_lazy_scans(pieces: list[str], words: list[str]) -> None:
+    """Prefetching many words at once finds exactly the positions one scan per word finds."""
+    text = TokenizedText.from_text(" ".join(pieces))
+    text.positions.prefetch(words)
+    fresh = TokenizedText.from_text(" ".join(pieces))
+    for word in [*words, *text.folded]:
+        assert text.positions[word] == fresh.positions[word]
+
+
+@given(st.lists(st.sampled_from(TEXT_PIECES), max_size=25), st.sampled_from(["sum", "kim", "pau"]))
+def test_words_starting_a_prefix(pieces: list[str], prefix: str) -> None:
+    """The words a wildcard expands to are the distinct tokens starting with its stem."""
+    text = TokenizedText.from_text(" ".join(pieces))
+    expected = {w for w in text.folded if w.startswith(prefix)}
+    for _ in range(5):  # the scans, then the sorted words, on non-ASCII text
+        assert set(text.words_starting(prefix)) == expected
+        text._starting.clear()
+
+
+@given(st.lists(st.sampled_from(["a", " ", "\n", "\r", "\v", "\x1c", "\u2028", "b"]), max_size=20))
+def test_line_breaks_fast_path_agrees_with_the_pattern(pieces: list[str]) -> None:
+    """Only-"\\n" text is searched with str.find; the result is the character-class scan's."""
+    text = TokenizedText.from_parts("T", "".join(pieces))
+    assert text.line_breaks == [m.start() for m in _LINE_BREAK.finditer(text.text, text.body_start)]
