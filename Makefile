@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CONFIG ?= config/monitor.yaml
 STAMP := $(VENV)/.installed
 
-.PHONY: run once test lint bench robustness clean
+.PHONY: run once test lint bench robustness reliability reliability-fast clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ bench: $(STAMP)
 
 robustness: $(STAMP)  ## every file of the feedparser corpus through parse + normalise
 	$(PY) bench/robustness.py $(CURDIR)/../shared/corpus/feedparser
+
+reliability: $(STAMP)  ## every hostile input and fault of RELIABILITY.md, then the report
+	$(PY) -m pytest tests/reliability -m reliability -q
+
+reliability-fast: $(STAMP)  ## the subset .ci/run runs (under 10 minutes)
+	$(PY) -m pytest tests/reliability -m "reliability and not slow" -q
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .hypothesis .mypy_cache .ruff_cache

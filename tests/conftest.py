@@ -145,3 +145,45 @@ def run_monitor(*args: str, cwd: Path, env: dict[str, str] | None = None,
         [sys.executable, "-m", "monitor.cli", *args],
         cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
+
+
+# --- the reliability suite's report (tests/reliability/casebook.py, issue #7) -------------
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Set a reliability case's outcome from its test: failed if any phase failed."""
+    outcome = yield
+    marker = item.get_closest_marker("reliability_case")
+    if marker is None:
+        return
+    from casebook import BOOK
+
+    report = outcome.get_result()
+    case = BOOK.cases[marker.args[0]]
+    if report.when == "setup":
+        BOOK.current = case.id
+    if report.failed:
+        case.outcome = "failed"
+        case.reason = case.reason or str(report.longrepr).strip().splitlines()[-1][:300]
+    elif report.skipped:
+        case.outcome = "skipped"
+        longrepr = report.longrepr
+        case.reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    elif report.when == "call" and case.outcome != "failed":
+        case.outcome = "passed"
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """After a run with reliability cases, print the report and write it as JSON."""
+    if "casebook" not in sys.modules:
+        return
+    from casebook import BOOK, print_report, write_json
+
+    if not any(c.outcome != "not run" for c in BOOK.cases.values()):
+        return
+    terminalreporter.section("reliability report")
+    print_report(terminalreporter.write_line)
+    path = Path(os.environ.get("MONITOR_RELIABILITY_JSON", ROOT / "data" / "reliability.json"))
+    write_json(path)
+    terminalreporter.write_line(f"written to {path}")
