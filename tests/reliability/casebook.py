@@ -92,10 +92,10 @@ def peak_rss_mib(children: bool = False) -> float:
 
 
 def versions() -> dict[str, str]:
+    from importlib.metadata import version
+
     import feedparser
     import httpx
-    import nh3  # noqa: F401
-    from importlib.metadata import version
 
     found = {
         "python": platform.python_version(),
