@@ -34,10 +34,10 @@ robustness: $(STAMP)  ## every file of the feedparser corpus through parse + nor
 	$(PY) bench/robustness.py $(CURDIR)/../shared/corpus/feedparser
 
 reliability: $(STAMP)  ## every hostile input and fault of RELIABILITY.md, then the report
-	$(PY) -m pytest tests/reliability -m reliability -q
+	$(PY) -m pytest tests -m "reliability or reliability_case" -q
 
 reliability-fast: $(STAMP)  ## the subset .ci/run runs (under 10 minutes)
-	$(PY) -m pytest tests/reliability -m "reliability and not slow" -q
+	$(PY) -m pytest tests -m "(reliability or reliability_case) and not slow" -q
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .hypothesis .mypy_cache .ruff_cache

@@ -5,9 +5,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 from casebook import case, measured
 
 from conftest import run_monitor
+
+pytestmark = pytest.mark.reliability
 
 
 @case("C1", "config", "invalid YAML at start-up: exit != 0 before the DB, with file:line:col")

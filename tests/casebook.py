@@ -1,8 +1,12 @@
 """The reliability suite's record (issue #7): each hostile input and fault case, and figures.
 
-Tests in tests/reliability/ mark themselves with ``@case(...)``; the hooks in
-tests/conftest.py set each case's outcome from its test's result, and at the
-end of the run print the report of RELIABILITY.md 3(c) and write it as JSON.
+A test that checks a row of RELIABILITY.md marks itself with ``@case(...)``:
+tests of the regular suite (tests/test_fetch.py ...) as well as the heavier
+ones in tests/reliability/, whose modules carry ``pytestmark =
+pytest.mark.reliability`` so that ``make test`` leaves them out. ``make
+reliability`` runs every marked test; the hooks in tests/conftest.py set each
+case's outcome from its test's result, and at the end of the run print the
+report of RELIABILITY.md 3(c) and write it as JSON.
 A test adds what it measured with ``measured(...)`` (per case) and
 ``figure(...)`` (report sections: loss, retry, replicas, resources, ...).
 """
@@ -66,7 +70,7 @@ def case(case_id: str, category: str, title: str, *, must_pass: bool = True) -> 
 
     def mark(test: F) -> F:
         BOOK.cases.setdefault(case_id, Case(case_id, category, title, must_pass))
-        return pytest.mark.reliability_case(case_id)(pytest.mark.reliability(test))  # type: ignore[no-any-return]
+        return pytest.mark.reliability_case(case_id)(test)  # type: ignore[no-any-return]
 
     return mark
 
@@ -112,7 +116,7 @@ def versions() -> dict[str, str]:
     except (OSError, subprocess.SubprocessError):
         found["postgresql"] = "not found"
     try:
-        root = Path(__file__).resolve().parents[2]
+        root = Path(__file__).resolve().parents[1]
         found["git"] = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
             timeout=5,
