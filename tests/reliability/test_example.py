@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 
 import pytest
-from casebook import case, measured
 
+from casebook import case, measured
 from conftest import run_monitor
 
 pytestmark = pytest.mark.reliability
