@@ -11,7 +11,7 @@ from sqlmodel import select
 
 from flows import SUMMIT, make_flow, webhook_sink
 from monitor.store.tables import DeliveryRow
-from monitor.stories import THRESHOLD, StoryIndex, signature
+from monitor.stories import THRESHOLD, StoryIndex, signature, similarity
 from receivers import running
 
 # Five copies of one story as wire services and republishers run it.
@@ -42,9 +42,9 @@ def test_threshold_separates_copies_from_other_stories() -> None:
     """Each copy's best match among the earlier copies scores at or above the threshold, and
     every pair across different stories scores below it (precision 1.0 on these stories)."""
     sigs = [signature(t) for t in COPIES + OTHER_STORIES]
-    best = [max(sigs[n].jaccard(sigs[m]) for m in range(n)) for n in range(1, len(COPIES))]
+    best = [max(similarity(sigs[n], sigs[m]) for m in range(n)) for n in range(1, len(COPIES))]
     copies = range(len(COPIES))
-    cross = [sigs[a].jaccard(sigs[b]) for a, b in combinations(range(len(sigs)), 2)
+    cross = [similarity(sigs[a], sigs[b]) for a, b in combinations(range(len(sigs)), 2)
              if not (a in copies and b in copies)]  # fmt: skip
     assert min(best) >= THRESHOLD > max(cross)
 

@@ -1,9 +1,10 @@
 """The outbox's reads and writes beyond the poll transaction: listing, requeueing,
 disabled sinks, digests, and the decisions made when a hit is stored.
 
-When a hit is stored, each of its deliveries is ``pending`` unless the alert
-would be noise, then it is stored ``suppressed`` with the reason in
-``last_error`` (visible in ``monitor deliveries``, never sent, redeliverable):
+When a hit is stored (``monitor.store.polls``), each of its deliveries is
+``pending`` unless the alert would be noise, then it is stored ``suppressed``
+with the reason in ``last_error`` (visible in ``monitor deliveries``, never
+sent, redeliverable):
 
 - ``story_already_alerted``: the rule already hit an earlier article of the
   same story (a near-duplicate copy): one alert per rule per story;
@@ -13,7 +14,7 @@ would be noise, then it is stored ``suppressed`` with the reason in
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -23,7 +24,7 @@ from sqlalchemy import func, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from monitor.domain import Alert, Match, Rule
+from monitor.domain import Alert, Match
 from monitor.store.tables import (
     ArticleRow,
     DeliveryRow,
@@ -42,7 +43,9 @@ class StoryClusterer(Protocol):
 
     def assign(self, text: str) -> tuple[int | None, bytes]: ...
 
-    def remember(self, article_id: int, story_id: int, data: bytes) -> None: ...
+    def remember(self, key: Hashable, story_id: int, data: bytes) -> None: ...
+
+    def settle(self, story_ids: Mapping[int, int]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -90,26 +93,6 @@ def with_held_back(s: Session, alerts: list[Alert]) -> list[Alert]:
         count = int(s.exec(quiet).one())
         out.append(replace(alert, held_back=count) if count else alert)
     return out
-
-
-def suppression_reason(s: Session, rule: Rule, story_id: int, now: datetime) -> str | None:
-    """Why a new hit of ``rule`` on ``story_id`` should not alert, or None (module docstring)."""
-    earlier = s.exec(
-        select(HitRow.id).where(HitRow.rule_id == rule.id).where(HitRow.story_id == story_id)
-    ).first()
-    if earlier is not None:
-        return "story_already_alerted"
-    if rule.realert is not None:
-        recent = s.exec(
-            select(DeliveryRow.id)
-            .join(HitRow, col(HitRow.id) == col(DeliveryRow.hit_id))
-            .where(HitRow.rule_id == rule.id)
-            .where(col(DeliveryRow.status) != SUPPRESSED)
-            .where(col(DeliveryRow.created_at) > now - rule.realert)
-        ).first()
-        if recent is not None:
-            return "realert_window"
-    return None
 
 
 def alert_query() -> Any:

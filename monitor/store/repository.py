@@ -6,30 +6,22 @@ the source's new state (G7): a crash leaves either all of it or none of it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, bindparam, func
-from sqlalchemy import insert as sa_insert
+from sqlalchemy import Engine, func
 from sqlalchemy import select as sa_select  # sqlmodel's select takes at most four entities
-from sqlalchemy import update as sa_update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from monitor.crash import crash_point
-from monitor.domain import Alert, Article, Hit, Match, PollOutcome, delivery_id, snippet_around
+from monitor.domain import Alert, Article, Hit, Match, PollOutcome
 from monitor.errors import LeaseLost
 from monitor.store.database import ProcessLock, create_db_engine, migrate, sqlite_path
-from monitor.store.outbox import (
-    SUPPRESSED,
-    OutboxQueries,
-    StoryClusterer,
-    matches_from_json,
-    suppression_reason,
-)
+from monitor.store.outbox import OutboxQueries, StoryClusterer, matches_from_json
+from monitor.store.polls import claim_items, insert_articles
 from monitor.store.tables import (
     ArticleRow,
     DeliveryAttemptRow,
@@ -37,8 +29,6 @@ from monitor.store.tables import (
     HitRow,
     SeenItemRow,
     SourceRow,
-    StoryRow,
-    StorySignatureRow,
 )
 
 
@@ -176,18 +166,12 @@ class Store(OutboxQueries):
                 _check_lease(source, lease, "source", source.name)
                 source.lease_owner, source.lease_until = None, None  # done: free it at once
             keys = [article.item_key for article, _ in outcome.articles]
-            claimed = _claim_items(s, source.id, keys, now)
-            later = _Later()
-            for article, hits in outcome.articles:
-                if article.item_key not in claimed:
-                    continue
-                stored.append(
-                    _insert_article(s, source.id, article, hits, now, sinks_for, stories, later)
-                )
-            later.insert(s)
+            claimed = claim_items(s, source.id, keys, now)
+            new = [(a, hits) for a, hits in outcome.articles if a.item_key in claimed]
+            if new:
+                stored = insert_articles(s, source.id, new, now, sinks_for, stories)
             # Tombstones for the alternative keys too (F15: feeds whose GUIDs change).
-            alt_keys = [k for a, _ in outcome.articles if a.item_key in claimed for k in a.alt_keys]
-            _claim_items(s, source.id, alt_keys, now)
+            claim_items(s, source.id, [k for a, _ in new for k in a.alt_keys], now)
             _update_source(source, outcome, now, len(stored))
             s.add(source)
             s.flush()
@@ -337,148 +321,6 @@ def _check_lease(
     owner, token = lease
     if row.lease_owner != owner or row.lease_token != token:
         raise LeaseLost(kind, key, token)
-
-
-def _claim_items(s: Session, source_id: int, keys: list[str], now: datetime) -> set[str]:
-    """Insert tombstones for ``keys`` in bulk; return the keys that were new to this source.
-
-    One INSERT ... ON CONFLICT DO NOTHING RETURNING per 300 keys instead of one per key:
-    the claim was a third of a feed poll's write time (bench/bench_feeds.py).
-    """
-    insert = postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
-    claimed: set[str] = set()
-    unique = list(dict.fromkeys(keys))
-    for i in range(0, len(unique), 300):  # 3 parameters a row, under SQLite's limit
-        rows = [
-            {"source_id": source_id, "item_key": key, "first_seen_at": now}
-            for key in unique[i : i + 300]
-        ]
-        statement = (
-            insert(SeenItemRow)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=["source_id", "item_key"])
-            .returning(col(SeenItemRow.item_key))
-        )
-        claimed.update(s.connection().execute(statement).scalars())
-    return claimed
-
-
-# Built once: a statement built per row spent more time in SQLAlchemy's compile-cache
-# key than in SQLite (py-spy, bench/bench_feeds.py).
-_NEW_STORY = sa_insert(StoryRow).returning(col(StoryRow.id))
-_GROW_STORY = (
-    sa_update(StoryRow)
-    .where(col(StoryRow.id) == bindparam("story"))
-    .values(article_count=col(StoryRow.article_count) + 1)
-)
-_NEW_ARTICLE = sa_insert(ArticleRow).returning(col(ArticleRow.id))
-_NEW_HIT = sa_insert(HitRow).returning(col(HitRow.id))
-
-
-def _new_id(returned: int | None) -> int:
-    """The id an INSERT ... RETURNING gave (the column is typed Optional for the ORM)."""
-    assert returned is not None
-    return returned
-
-
-@dataclass
-class _Later:
-    """Rows nothing in the poll transaction reads back: written in bulk at its end.
-
-    The ORM's one INSERT and flush per row was ~55 % of a feed poll
-    (bench/bench_feeds.py, issue #3); story signatures are now one
-    executemany per poll, in the same transaction (G7). Deliveries are not
-    deferred: a later hit's realert check reads them.
-    """
-
-    signatures: list[dict[str, object]] = field(default_factory=list)
-
-    def insert(self, s: Session) -> None:
-        if self.signatures:
-            s.connection().execute(sa_insert(StorySignatureRow), self.signatures)
-
-
-def _insert_article(
-    s: Session,
-    source_id: int,
-    article: Article,
-    hits: tuple[Hit, ...],
-    now: datetime,
-    sinks_for: Callable[[Hit], Iterable[str]],
-    stories: StoryClusterer | None,
-    later: _Later,
-) -> int:
-    """One article with its story and hits, in Core statements (RETURNING gives the ids)."""
-    connection = s.connection()
-    found, signature = stories.assign(article.text) if stories is not None else (None, b"")
-    # A near-duplicate: the story grows, it alerts no rule again; a pruned story starts anew.
-    if found is not None and connection.execute(_GROW_STORY, {"story": found}).rowcount == 1:
-        story_id = found
-    else:
-        new_story = {"created_at": now, "article_count": 1}
-        story_id = _new_id(connection.execute(_NEW_STORY, new_story).scalar_one())
-    row = {
-        "source_id": source_id,
-        "item_key": article.item_key,
-        "title": article.title,
-        "body": article.body,
-        "url": article.url,
-        "path": article.path,
-        "published_at": article.published_at,
-        "fetched_at": article.fetched_at,
-        "content_hash": article.content_hash,
-        "story_id": story_id,
-    }
-    article_id = _new_id(connection.execute(_NEW_ARTICLE, row).scalar_one())
-    if stories is not None:
-        later.signatures.append(
-            {"article_id": article_id, "story_id": story_id, "signature": signature}
-        )
-        stories.remember(article_id, story_id, signature)
-    for hit in hits:
-        _insert_hit(s, hit, article, article_id, story_id, now, sinks_for(hit))
-    return article_id
-
-
-def _insert_hit(
-    s: Session,
-    hit: Hit,
-    article: Article,
-    article_id: int,
-    story_id: int,
-    now: datetime,
-    sinks: Iterable[str],
-) -> None:
-    # Read before this hit is written: an earlier hit of the rule on the story suppresses it.
-    suppressed = suppression_reason(s, hit.rule, story_id, now)
-    first = hit.matches[0] if hit.matches else Match(0, 0, "")
-    text = article.text
-    lo, hi = snippet_around(text, first.start, first.end)
-    row = {
-        "rule_id": hit.rule.id,
-        "article_id": article_id,
-        "story_id": story_id,
-        "matches": json.dumps([m.__dict__ for m in hit.matches]),
-        "snippet": text[lo:hi],
-        "created_at": now,
-    }
-    hit_id = _new_id(s.connection().execute(_NEW_HIT, row).scalar_one())
-    deliveries = [
-        {
-            "id": delivery_id(hit.rule.id, article.source, article.item_key, sink),
-            "hit_id": hit_id,
-            "sink": sink,
-            "status": SUPPRESSED if suppressed else "pending",
-            "attempts": 0,
-            "last_error": suppressed,
-            "next_attempt_at": None if suppressed else now,
-            "created_at": now,
-            "lease_token": 0,
-        }
-        for sink in sinks
-    ]
-    if deliveries:
-        s.connection().execute(sa_insert(DeliveryRow), deliveries)
 
 
 def _update_source(source: SourceRow, outcome: PollOutcome, now: datetime, new_items: int) -> None:
