@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -165,6 +166,8 @@ class PollOutcome:
     next_poll_at: datetime | None = None
     status: str = "ok"
     consecutive_errors: int = 0
+    # item key -> the article's story signature when the parse worker made it already
+    signatures: Mapping[str, bytes] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,6 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Mapping
 from functools import lru_cache
-from typing import Any
 
 import numpy as np
 
@@ -96,6 +95,11 @@ def signature(text: str) -> Signature:
     return (hashes[:, None] * _A + _B).min(axis=0)
 
 
+def signature_bytes(text: str) -> bytes:
+    """``signature`` as stored: what a parse worker computes for each article it reads."""
+    return encode(signature(text))
+
+
 def similarity(a: Signature, b: Signature) -> float:
     """The estimated Jaccard similarity of the two signatures' shingle sets."""
     return float(np.count_nonzero(a == b)) / NUM_PERM
@@ -113,9 +117,10 @@ def decode(data: bytes) -> Signature | None:
 
 
 def _band_keys(sig: Signature) -> list[bytes]:
+    """One key per band: its number and its rows' bytes (all bands share one dict)."""
     data = sig[: BANDS * ROWS].astype("<u4").tobytes()
     width = ROWS * 4
-    return [data[i : i + width] for i in range(0, BANDS * width, width)]
+    return [bytes((n,)) + data[n * width : (n + 1) * width] for n in range(BANDS)]
 
 
 class StoryIndex:
@@ -123,21 +128,24 @@ class StoryIndex:
 
     Story ids below zero are placeholders for stories a poll has just found
     and not yet stored: ``settle`` replaces them once the store knows the ids.
-    ``remember`` keys are the article's id when loaded, (source id, item key)
-    when a poll adds it: either names one article.
+    Members are named ``a<article id>`` when loaded, ``s<source id>:<item key>``
+    when a poll adds them: either names one article.
     """
 
     def __init__(self, threshold: float = THRESHOLD, capacity: int = CAPACITY):
         self.threshold = threshold
         self.capacity = capacity
-        self._bands: list[dict[bytes, set[Hashable]]] = [{} for _ in range(BANDS)]
-        # key -> [story id, signature, band keys], oldest first
-        self._members: OrderedDict[Hashable, list[Any]] = OrderedDict()
-        self._unsettled: list[Hashable] = []
+        # Band key -> the member key, or a tuple of them when several share the band.
+        # Strings and tuples of strings, not a set per band: 37 new containers an
+        # article kept the garbage collector walking a growing heap (py-spy, issue #3).
+        self._bands: dict[bytes, str | tuple[str, ...]] = {}
+        self._signatures: OrderedDict[str, Signature] = OrderedDict()  # oldest first
+        self._stories: dict[str, int] = {}
+        self._unsettled: list[str] = []
         self._assigned: tuple[bytes, Signature] | None = None  # the last one, not decoded again
 
     def __len__(self) -> int:
-        return len(self._members)
+        return len(self._signatures)
 
     def load(self, rows: Iterable[tuple[int, int, bytes]]) -> None:
         """Rebuild from stored (article id, story id, signature) rows."""
@@ -146,52 +154,67 @@ class StoryIndex:
             if sig is not None:
                 self._insert(f"a{article_id}", story_id, sig)
 
-    def assign(self, text: str) -> tuple[int | None, bytes]:
-        """The story an article with this text belongs to (None: a new one), and its signature."""
-        sig = signature(text)
+    def assign(self, text: str, data: bytes | None = None) -> tuple[int | None, bytes]:
+        """The story an article with this text belongs to (None: a new one), and its signature.
+
+        ``data``: the text's signature, already made (by a parse worker).
+        """
+        sig = decode(data) if data is not None else None
+        if sig is None:
+            sig = signature(text)
         best, best_score = None, self.threshold
-        candidates: set[Hashable] = set()
-        for table, band in zip(self._bands, _band_keys(sig), strict=True):
-            found = table.get(band)
-            if found:
-                candidates |= found
+        candidates: set[str] = set()
+        bands = self._bands
+        for band in _band_keys(sig):
+            found = bands.get(band)
+            if found is not None:
+                candidates.update((found,) if isinstance(found, str) else found)
         for key in candidates:
-            story_id, other, _ = self._members[key]
-            score = similarity(sig, other)
+            score = similarity(sig, self._signatures[key])
             if score >= best_score:
-                best, best_score = story_id, score
+                best, best_score = self._stories[key], score
         data = encode(sig)
         self._assigned = (data, sig)
         return best, data
 
     def remember(self, key: Hashable, story_id: int, data: bytes) -> None:
-        """Add an article's signature under ``key`` (its id, or any key unique to it)."""
+        """Add an article's signature under ``key`` (its id, or anything unique to it)."""
         assigned = self._assigned
         sig = assigned[1] if assigned is not None and assigned[0] == data else decode(data)
         if sig is not None:
-            self._insert(key, story_id, sig)
-            self._unsettled.append(key)
+            name = str(key)
+            self._insert(name, story_id, sig)
+            self._unsettled.append(name)
 
     def settle(self, story_ids: Mapping[int, int]) -> None:
         """Replace the story ids of the signatures remembered since the last settle:
         placeholders (< 0) by the stored ids, and a pruned story by its successor."""
+        stories = self._stories
         for key in self._unsettled:
-            member = self._members.get(key)
-            if member is not None:
-                member[0] = story_ids.get(member[0], member[0])
+            story = stories.get(key)
+            if story is not None:
+                stories[key] = story_ids.get(story, story)
         self._unsettled.clear()
 
-    def _insert(self, key: Hashable, story_id: int, sig: Signature) -> None:
-        if key in self._members:
+    def _insert(self, key: str, story_id: int, sig: Signature) -> None:
+        if key in self._signatures:
             return
-        bands = _band_keys(sig)
-        self._members[key] = [story_id, sig, bands]
-        for table, band in zip(self._bands, bands, strict=True):
-            table.setdefault(band, set()).add(key)
-        while len(self._members) > self.capacity:
-            oldest, (_, _, old_bands) = self._members.popitem(last=False)
-            for table, band in zip(self._bands, old_bands, strict=True):
-                keys = table[band]
-                keys.discard(oldest)
-                if not keys:
-                    del table[band]
+        self._signatures[key] = sig
+        self._stories[key] = story_id
+        bands = self._bands
+        for band in _band_keys(sig):
+            found = bands.get(band)
+            if found is None:
+                bands[band] = key
+            else:
+                bands[band] = (found, key) if isinstance(found, str) else (*found, key)
+        while len(self._signatures) > self.capacity:
+            oldest, old = self._signatures.popitem(last=False)
+            del self._stories[oldest]
+            for band in _band_keys(old):
+                found = bands[band]
+                rest = () if found == oldest else tuple(k for k in found if k != oldest)
+                if not rest:
+                    del bands[band]
+                else:
+                    bands[band] = rest[0] if len(rest) == 1 else rest

@@ -19,6 +19,7 @@ from monitor.sinks.webhook import WebhookSink
 from monitor.sources.feed import FeedReader
 from monitor.sources.fetch import Fetcher, FetchLimits, Resolver
 from monitor.sources.parse import ParserPool
+from monitor.stories import signature_bytes
 
 log = logging.getLogger("monitor.wiring")
 
@@ -78,6 +79,7 @@ def build_reader(config: Config, resolve: Resolver) -> FeedReader:
         min(os.cpu_count() or 2, len(config.feeds), 4),
         timeout=fetch.parse_timeout.total_seconds(),
         memory_bytes=fetch.parse_memory,
+        annotate=signature_bytes,  # story signatures are made beside parsing, off our GIL
     )
     return FeedReader(fetcher, parser)
 

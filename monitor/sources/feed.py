@@ -2,7 +2,8 @@
 
 Reads top to bottom like Miniflux's ``RefreshFeed``: a conditional request; a
 304 parses nothing; a 200 must be a feed (an empty body or an HTML page is a
-failure, never "no news": kurtmckee/feedparser#460); entries are normalised.
+failure, never "no news": kurtmckee/feedparser#460); entries are normalised
+(in the parse worker, with their story signatures).
 What to do with the result (store it, schedule the next poll) is the
 pipeline's business.
 """
@@ -10,14 +11,14 @@ pipeline's business.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from monitor import schedule
 from monitor.domain import Article
 from monitor.errors import SourceError
 from monitor.sources.fetch import Fetcher
-from monitor.sources.normalise import normalise_feed
 from monitor.sources.parse import ParserPool
 
 log = logging.getLogger("monitor.sources.feed")
@@ -33,6 +34,8 @@ class FeedRead:
     last_modified: str | None
     hint: timedelta | None  # how long the server says to wait (Cache-Control, Expires, ttl)
     warning: str | None = None
+    # item key -> the parser pool's annotation of the article (its story signature)
+    annotations: Mapping[str, bytes] = field(default_factory=dict)
 
 
 class FeedReader:
@@ -63,14 +66,17 @@ class FeedReader:
             return FeedRead((), True, new_etag, new_modified, cache_hint)
         if not result.body.strip():
             raise SourceError(source, "empty_body", url[:200])
-        parsed = self.parser.parse(source, result.body, result.headers)
-        if not parsed.version and not parsed.entries:
+        digest = self.parser.read(source, result.body, result.headers, now)
+        if not digest.version and not digest.entries:
             kind = result.headers.get("content-type", "unknown type")
             raise SourceError(source, "not_a_feed", kind[:100])
-        if parsed.warning:
-            log.warning("feed warning source=%s warning=%r", source, parsed.warning)
-        articles = tuple(normalise_feed(source, parsed, now))
-        hints = [h for h in (cache_hint, schedule.rss_ttl(parsed.ttl)) if h is not None]
+        if digest.warning:
+            log.warning("feed warning source=%s warning=%r", source, digest.warning)
+        hints = [h for h in (cache_hint, schedule.rss_ttl(digest.ttl)) if h is not None]
+        annotations = {
+            a.item_key: note for a, note in zip(digest.articles, digest.annotations, strict=False)
+        }
         return FeedRead(
-            articles, False, new_etag, new_modified, max(hints) if hints else None, parsed.warning
-        )
+            digest.articles, False, new_etag, new_modified, max(hints) if hints else None,
+            digest.warning, annotations,
+        )  # fmt: skip

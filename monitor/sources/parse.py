@@ -15,7 +15,11 @@ character references make ``parse()`` raise (#599, #590). So:
 - every exception inside the worker becomes that feed's error.
 
 The worker hands back plain ``ParsedFeed`` values with fields pre-trimmed to a
-few times their stored caps, so no runaway field crosses the pipe.
+few times their stored caps, so no runaway field crosses the pipe. ``read``
+goes further and hands back the normalised articles (``monitor.sources.
+normalise``), each with an annotation the pool was given a function for (the
+story signature): that work then runs beside the daemon on another core, not
+under its GIL (bench/bench_feeds.py, issue #3).
 """
 
 from __future__ import annotations
@@ -26,11 +30,14 @@ import queue
 import re
 import resource
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from monitor.domain import Article
 from monitor.errors import SourceError
 
 MAX_ENTRIES = 1000  # G4: only the first (newest, in feed order) 1,000 entries of a fetch
@@ -68,6 +75,23 @@ class ParsedFeed:
     ttl: str | None  # RSS <ttl>, minutes
     warning: str | None  # a benign bozo (e.g. CharacterEncodingOverride)
     entries: tuple[RawEntry, ...]
+
+
+@dataclass(frozen=True)
+class FeedDigest:
+    """A parsed feed's normalised articles, as ``ParserPool.read`` returns them."""
+
+    version: str
+    ttl: str | None
+    warning: str | None
+    entries: int  # how many entries feedparser found (0 with no version: not a feed)
+    articles: tuple[Article, ...]
+    annotations: tuple[bytes, ...]  # the pool's ``annotate`` of each article's text, or ()
+
+
+# What a worker may compute per article besides normalising it (a module-level
+# function, so that it can be handed to a spawned worker).
+Annotate = Callable[[str], bytes]
 
 
 class EntityBudgetError(ValueError):
@@ -159,11 +183,19 @@ def _time(value: Any) -> tuple[int, ...] | None:
 # --- the worker processes ----------------------------------------------------------
 
 
-def _worker_main(conn: Connection, memory_bytes: int, sanitize: bool) -> None:
-    """A worker's loop: (body, headers) in, ("ok", ParsedFeed) or ("error", reason, detail) out."""
+def _worker_main(
+    conn: Connection, memory_bytes: int, sanitize: bool, annotate: Annotate | None
+) -> None:
+    """A worker's loop: a request in, ("ok", result) or ("error", reason, detail) out.
+
+    Requests: ("parse", body, headers) -> ParsedFeed; ("read", body, headers,
+    source, fetched_at) -> FeedDigest.
+    """
     if memory_bytes:
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     import feedparser  # noqa: F401 - warm up before saying ready: see WORKER_STARTUP_TIMEOUT
+
+    from monitor.sources.normalise import normalise_feed  # imports this module: not at the top
 
     conn.send("ready")
     while True:
@@ -173,9 +205,19 @@ def _worker_main(conn: Connection, memory_bytes: int, sanitize: bool) -> None:
             return
         if message is None:
             return
-        body, headers = message
+        kind, body, headers, *more = message
         try:
-            conn.send(("ok", parse_bytes(body, headers, sanitize)))
+            feed = parse_bytes(body, headers, sanitize)
+            if kind == "parse":
+                conn.send(("ok", feed))
+                continue
+            source, fetched_at = more
+            articles = tuple(normalise_feed(source, feed, fetched_at))
+            notes = tuple(annotate(a.text) for a in articles) if annotate else ()
+            digest = FeedDigest(
+                feed.version, feed.ttl, feed.warning, len(feed.entries), articles, notes
+            )
+            conn.send(("ok", digest))
         except MemoryError:
             conn.send(("error", "parse_memory_exceeded", f"over {memory_bytes >> 20} MiB"))
         except RecursionError:
@@ -187,11 +229,11 @@ def _worker_main(conn: Connection, memory_bytes: int, sanitize: bool) -> None:
 
 
 class _Worker:
-    def __init__(self, memory_bytes: int, sanitize: bool):
+    def __init__(self, memory_bytes: int, sanitize: bool, annotate: Annotate | None):
         context = multiprocessing.get_context("spawn")  # no fork: the parent runs threads
         self.conn, child = context.Pipe()
         self.process: BaseProcess = context.Process(
-            target=_worker_main, args=(child, memory_bytes, sanitize), daemon=True
+            target=_worker_main, args=(child, memory_bytes, sanitize, annotate), daemon=True
         )
         self.process.start()
         child.close()
@@ -226,10 +268,12 @@ class ParserPool:
         timeout: float = 10.0,
         memory_bytes: int = 512 * 1024 * 1024,
         sanitize: bool = False,
+        annotate: Annotate | None = None,
     ):
         self.timeout = timeout
         self.memory_bytes = memory_bytes
         self.sanitize = sanitize
+        self.annotate = annotate
         self._size = workers
         self._idle: queue.Queue[_Worker | None] = queue.Queue()
         for _ in range(workers):
@@ -239,11 +283,22 @@ class ParserPool:
 
     def parse(self, source: str, body: bytes, headers: dict[str, str]) -> ParsedFeed:
         """Parse in a worker within the deadline and memory cap; raise ``SourceError``."""
+        result: ParsedFeed = self._ask(source, ("parse", body, headers))
+        return result
+
+    def read(
+        self, source: str, body: bytes, headers: dict[str, str], fetched_at: datetime
+    ) -> FeedDigest:
+        """Parse and normalise in a worker (with its annotations), as ``parse`` bounds it."""
+        result: FeedDigest = self._ask(source, ("read", body, headers, source, fetched_at))
+        return result
+
+    def _ask(self, source: str, request: tuple[Any, ...]) -> Any:
         worker = self._idle.get()
         try:
             if worker is None:
                 worker = self._start(source)
-            worker.conn.send((body, headers))
+            worker.conn.send(request)
             if not worker.conn.poll(self.timeout):
                 self._replace(worker)
                 worker = None
@@ -262,7 +317,7 @@ class ParserPool:
 
     def _start(self, source: str) -> _Worker:
         """A new worker, once it has imported feedparser (outside any parse deadline)."""
-        worker = _Worker(self.memory_bytes, self.sanitize)
+        worker = _Worker(self.memory_bytes, self.sanitize, self.annotate)
         if not worker.is_ready(WORKER_STARTUP_TIMEOUT):
             worker.kill()
             raise SourceError(source, "parse_worker_died", "the parse worker did not start")

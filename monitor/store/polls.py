@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 
 from sqlalchemy import bindparam
@@ -74,10 +74,14 @@ def insert_articles(
     now: datetime,
     sinks_for: Callable[[Hit], Iterable[str]],
     stories: StoryClusterer | None,
+    signatures: Mapping[str, bytes],
 ) -> list[int]:
-    """Store new articles with their stories, hits and deliveries; return the article ids."""
+    """Store new articles with their stories, hits and deliveries; return the article ids.
+
+    ``signatures``: story signatures already made for some articles, by item key.
+    """
     connection = s.connection()
-    story_ids, signatures = _stories(s, source_id, items, now, stories)
+    story_ids, made = _stories(s, source_id, items, now, stories, signatures)
     rows = [
         {
             "source_id": source_id, "item_key": article.item_key, "title": article.title,
@@ -92,9 +96,7 @@ def insert_articles(
     if stories is not None:
         signature_rows = [
             {"article_id": article_id, "story_id": story_id, "signature": signature}
-            for article_id, story_id, signature in zip(
-                article_ids, story_ids, signatures, strict=True
-            )
+            for article_id, story_id, signature in zip(article_ids, story_ids, made, strict=True)
         ]
         connection.execute(_NEW_SIGNATURES, signature_rows)
     hits = [
@@ -115,6 +117,7 @@ def _stories(
     items: list[tuple[Article, tuple[Hit, ...]]],
     now: datetime,
     stories: StoryClusterer | None,
+    known: Mapping[str, bytes],
 ) -> tuple[list[int], list[bytes]]:
     """Each article's story id (a stored story it is a near-duplicate of, or a new one) and
     signature.
@@ -128,14 +131,18 @@ def _stories(
     signatures: list[bytes] = []
     placeholders = 0
     for article, _ in items:
-        story, signature = stories.assign(article.text) if stories is not None else (None, b"")
+        story, signature = (
+            stories.assign(article.text, known.get(article.item_key))
+            if stories is not None
+            else (None, b"")
+        )
         if story is None:
             placeholders += 1
             story = -placeholders
         found.append(story)
         signatures.append(signature)
         if stories is not None:
-            stories.remember((source_id, article.item_key), story, signature)
+            stories.remember(f"s{source_id}:{article.item_key}", story, signature)
     stored = {story for story in found if story > 0}
     alive = _existing_stories(s, stored)
     renamed = {gone: -n for n, gone in enumerate(sorted(stored - alive), start=placeholders + 1)}
