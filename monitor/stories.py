@@ -142,7 +142,8 @@ class StoryIndex:
         self._signatures: OrderedDict[str, Signature] = OrderedDict()  # oldest first
         self._stories: dict[str, int] = {}
         self._unsettled: list[str] = []
-        self._assigned: tuple[bytes, Signature] | None = None  # the last one, not decoded again
+        # The last signature assigned, with its band keys: remember() needs them again.
+        self._assigned: tuple[bytes, Signature, list[bytes]] | None = None
 
     def __len__(self) -> int:
         return len(self._signatures)
@@ -165,7 +166,8 @@ class StoryIndex:
         best, best_score = None, self.threshold
         candidates: set[str] = set()
         bands = self._bands
-        for band in _band_keys(sig):
+        keys = _band_keys(sig)
+        for band in keys:
             found = bands.get(band)
             if found is not None:
                 candidates.update((found,) if isinstance(found, str) else found)
@@ -174,16 +176,21 @@ class StoryIndex:
             if score >= best_score:
                 best, best_score = self._stories[key], score
         data = encode(sig)
-        self._assigned = (data, sig)
+        self._assigned = (data, sig, keys)
         return best, data
 
     def remember(self, key: Hashable, story_id: int, data: bytes) -> None:
         """Add an article's signature under ``key`` (its id, or anything unique to it)."""
         assigned = self._assigned
-        sig = assigned[1] if assigned is not None and assigned[0] == data else decode(data)
+        sig: Signature | None
+        keys: list[bytes] | None = None
+        if assigned is not None and assigned[0] == data:
+            sig, keys = assigned[1], assigned[2]
+        else:
+            sig = decode(data)
         if sig is not None:
             name = str(key)
-            self._insert(name, story_id, sig)
+            self._insert(name, story_id, sig, keys)
             self._unsettled.append(name)
 
     def settle(self, story_ids: Mapping[int, int]) -> None:
@@ -196,13 +203,15 @@ class StoryIndex:
                 stories[key] = story_ids.get(story, story)
         self._unsettled.clear()
 
-    def _insert(self, key: str, story_id: int, sig: Signature) -> None:
+    def _insert(
+        self, key: str, story_id: int, sig: Signature, keys: list[bytes] | None = None
+    ) -> None:
         if key in self._signatures:
             return
         self._signatures[key] = sig
         self._stories[key] = story_id
         bands = self._bands
-        for band in _band_keys(sig):
+        for band in keys if keys is not None else _band_keys(sig):
             found = bands.get(band)
             if found is None:
                 bands[band] = key

@@ -330,3 +330,35 @@ def test_error_status_carries_retry_after(server: FeedServer, fetcher: Fetcher) 
     assert (info.value.reason, info.value.status_code, info.value.retry_after) == (
         "http_429", 429, "3600",
     )  # fmt: skip
+
+
+def test_a_304_leaves_its_connection_open_for_the_next_fetch(fetcher: Fetcher) -> None:
+    """The empty body of a 304 is read, so the next poll reuses the kept-alive connection."""
+    import http.server
+
+    peers: list[int] = []
+
+    class KeepAlive(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            peers.append(self.client_address[1])
+            self.send_response(304 if self.headers.get("If-None-Match") else 200)
+            self.send_header("ETag", '"v1"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), KeepAlive)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/feed"
+    try:
+        assert fetcher.fetch("t", url).status_code == 200
+        for _ in range(3):
+            assert fetcher.fetch("t", url, etag='"v1"').status_code == 304
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(set(peers)) == 1  # one TCP connection for all four requests

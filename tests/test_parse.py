@@ -255,3 +255,23 @@ def test_canonical_url_drops_tracking_and_fragment() -> None:
 def test_html_to_text_keeps_paragraphs_and_entities() -> None:
     """Block tags become line breaks; entities are decoded once."""
     assert html_to_text("<p>A &amp; B</p><p>C&nbsp;D<br>E</p>") == "A & B\nC D\nE"
+
+
+def test_read_normalises_and_signs_in_the_worker() -> None:
+    """`read` gives what parse + normalise give in this process, with each article's story
+    signature made in the worker; a failure inside is still only that feed's error."""
+    from monitor.stories import signature_bytes
+
+    signing = ParserPool(1, timeout=5.0, memory_bytes=512 << 20, annotate=signature_bytes)
+    try:
+        body = rss([item(1), item(2)], ttl="30")
+        digest = signing.read("t", body, {}, NOW)
+        expected = normalise_feed("t", signing.parse("t", body, {}), NOW)
+        assert digest.articles == tuple(expected) and digest.entries == 2
+        assert digest.version == "rss20" and digest.ttl == "30"
+        assert list(digest.annotations) == [signature_bytes(a.text) for a in expected]
+        with pytest.raises(SourceError) as info:
+            signing.read("t", b"<rss><channel><title>&#x110000;</title></channel></rss>", {}, NOW)
+        assert info.value.reason == "parse_error"
+    finally:
+        signing.close()

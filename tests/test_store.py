@@ -15,7 +15,14 @@ from sqlmodel import select
 from monitor.domain import Article, Hit, Match, PollOutcome, Rule
 from monitor.errors import StorageError
 from monitor.store import Store
-from monitor.store.tables import SourceRow, SQLModel
+from monitor.store.tables import (
+    ArticleRow,
+    DeliveryRow,
+    HitRow,
+    SourceRow,
+    SQLModel,
+    StoryRow,
+)
 
 NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 RULE = Rule(id="r1", title="Rule one", query="korea", notify=("console",))
@@ -120,3 +127,87 @@ def test_write_transactions_begin_immediate(sqlite_store: Store, tmp_path: Path)
         other.execute("BEGIN IMMEDIATE")
         other.execute("ROLLBACK")
         other.close()
+
+
+def test_only_writes_without_articles_skip_the_fsync(sqlite_store: Store) -> None:
+    """A poll with articles commits with synchronous=FULL; a 304's state write with NORMAL."""
+    for durable, expected in ((True, 2), (False, 1)):
+        with sqlite_store.writing(durable=durable) as session:
+            level = session.connection().exec_driver_sql("PRAGMA synchronous").scalar()
+        assert level == expected
+
+
+def test_304_poll_updates_state_and_keeps_validators(store: Store) -> None:
+    """An article-less outcome moves the schedule and frees the lease; an error keeps the ETag."""
+    ok = PollOutcome("seeds", etag='"v1"', next_poll_at=NOW + timedelta(minutes=5))
+    store.save_poll(ok, NOW, lambda h: ())
+    failed = PollOutcome("seeds", error="http_500", status="failing", consecutive_errors=3,
+                         next_poll_at=NOW + timedelta(hours=1))  # fmt: skip
+    store.save_poll(failed, NOW + timedelta(minutes=5), lambda h: ())
+    (source,) = store.sources()
+    assert source.etag == '"v1"' and source.last_success_at == NOW
+    assert source.last_error == "http_500" and source.consecutive_errors == 3
+    assert source.status == "failing" and source.next_poll_at == NOW + timedelta(hours=1)
+    assert source.lease_owner is None and source.items_seen == 0
+
+
+class Stories:
+    """A scripted near-duplicate index: articles titled "copy" join the first one's story."""
+
+    def __init__(self) -> None:
+        self.first: int | None = None
+        self.remembered: list[tuple[str, int]] = []
+        self.settled: dict[int, int] = {}
+
+    def assign(self, text: str, data: bytes | None = None) -> tuple[int | None, bytes]:
+        return (self.first if text.startswith("copy") else None), b"sig"
+
+    def remember(self, key: object, story_id: int, data: bytes) -> None:
+        if self.first is None:
+            self.first = story_id
+        self.remembered.append((str(key), story_id))
+
+    def settle(self, story_ids: dict[int, int]) -> None:
+        self.settled.update(story_ids)
+
+
+def test_a_poll_in_bulk_gives_each_article_its_story_and_hits(store: Store) -> None:
+    """Copies inside one poll join the first one's new story; each hit and delivery points at
+    its own article; the copy's alert is suppressed as a second alert of the story."""
+    titles = ["lead story", "copy one", "other story", "copy two"]
+    items = [
+        (article(f"k{n}", t), (Hit(RULE, (Match(0, 4, t[:4]),)),)) for n, t in enumerate(titles)
+    ]
+    stories = Stories()
+    ids = store.save_poll(PollOutcome("seeds", tuple(items)), NOW, lambda h: ["a", "b"], stories)
+    assert len(ids) == 4 and stories.first is not None and stories.first < 0
+    real = stories.settled[stories.first]
+    hits = {h.title: h for h in store.hits()}
+    assert [
+        hits[t].article_id for t in ("lead story", "copy one", "other story", "copy two")
+    ] == ids
+    with store.reading() as s:
+        story_of = {h.article_id: h.story_id for h in s.exec(select(HitRow))}
+        sizes = {row.id: row.article_count for row in s.exec(select(StoryRow))}
+        statuses = sorted(
+            (d.sink, d.status, d.last_error or "") for d in s.exec(select(DeliveryRow))
+        )
+    assert story_of[ids[0]] == story_of[ids[1]] == story_of[ids[3]] == real != story_of[ids[2]]
+    assert sizes[real] == 3 and sizes[story_of[ids[2]]] == 1
+    pending = [s for s in statuses if s[1] == "pending"]
+    assert len(pending) == 4  # lead story and other story, two sinks each
+    assert statuses.count(("a", "suppressed", "story_already_alerted")) == 2
+
+
+def test_a_pruned_story_in_the_index_starts_anew(store: Store) -> None:
+    """A copy of a story retention removed joins a new story instead of a missing row."""
+    stories = Stories()
+    stories.first = 999_999  # the index still knows a story the table no longer has
+    (article_id,) = store.save_poll(
+        PollOutcome("seeds", ((article("k1", "copy late"), ()),)), NOW, lambda h: (), stories
+    )
+    new_id = stories.settled[999_999]
+    with store.reading() as s:
+        row = s.get(ArticleRow, article_id)
+        assert row is not None and row.story_id == new_id
+        assert s.get(StoryRow, new_id) is not None

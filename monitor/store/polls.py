@@ -81,7 +81,7 @@ def insert_articles(
     ``signatures``: story signatures already made for some articles, by item key.
     """
     connection = s.connection()
-    story_ids, made = _stories(s, source_id, items, now, stories, signatures)
+    story_ids, made, older = _stories(s, source_id, items, now, stories, signatures)
     rows = [
         {
             "source_id": source_id, "item_key": article.item_key, "title": article.title,
@@ -107,7 +107,7 @@ def insert_articles(
         for hit in article_hits
     ]
     if hits:
-        _insert_hits(s, hits, now, sinks_for)
+        _insert_hits(s, hits, now, sinks_for, older)
     return article_ids
 
 
@@ -118,9 +118,9 @@ def _stories(
     now: datetime,
     stories: StoryClusterer | None,
     known: Mapping[str, bytes],
-) -> tuple[list[int], list[bytes]]:
+) -> tuple[list[int], list[bytes], set[int]]:
     """Each article's story id (a stored story it is a near-duplicate of, or a new one) and
-    signature.
+    signature, and which of those stories were stored before this poll.
 
     The index sees the poll's articles in order, so a later copy joins the story
     of an earlier one in the same poll (under a placeholder id, below zero, until
@@ -163,7 +163,7 @@ def _stories(
         connection.execute(_GROW_STORY, grown)
     if stories is not None:
         stories.settle({**ids, **{gone: ids[p] for gone, p in renamed.items()}})
-    return [ids.get(story, story) for story in found], signatures
+    return [ids.get(story, story) for story in found], signatures, alive
 
 
 def _ids(returned: Iterable[int | None]) -> list[int]:
@@ -186,11 +186,15 @@ def _insert_hits(
     hits: list[tuple[Hit, Article, int, int]],
     now: datetime,
     sinks_for: Callable[[Hit], Iterable[str]],
+    older: set[int],
 ) -> None:
-    """Hits with their deliveries, each suppressed or pending as ``outbox`` decides."""
+    """Hits with their deliveries, each suppressed or pending as ``outbox`` decides.
+
+    Only ``older`` stories (stored before this poll) can have stored hits to look up.
+    """
     connection = s.connection()
     rules = {hit.rule.id: hit.rule for hit, *_ in hits}
-    alerted = _alerted(s, set(rules), {story for *_, story in hits})
+    alerted = _alerted(s, set(rules), {story for *_, story in hits if story in older})
     recent = {rule_id for rule_id, rule in rules.items() if _alerted_recently(s, rule, now)}
     rows, sinks_per_hit, reasons = [], [], []
     for hit, article, article_id, story_id in hits:
@@ -234,7 +238,8 @@ def _insert_hits(
 
 
 def _alerted(s: Session, rule_ids: set[str], story_ids: set[int]) -> set[tuple[str, int]]:
-    """(rule, story) pairs with a stored hit: the rule has already seen that story."""
+    """(rule, story) pairs with a stored hit: the rule has already seen that story
+    (index ix_hits_story_rule)."""
     ordered, found = sorted(story_ids), set[tuple[str, int]]()
     for i in range(0, len(ordered), _CHUNK):
         query = sa_select(col(HitRow.rule_id), col(HitRow.story_id)).where(

@@ -137,15 +137,10 @@ class Store(OutboxQueries):
         """Which of ``keys`` this source has stored before (one query per poll)."""
         keys = list(set(keys))
         found: set[str] = set()
-        with self.reading() as s:
+        with self.engine.connect() as connection:
             for i in range(0, len(keys), 500):  # stay under SQLite's bound-parameter limit
-                query = (
-                    select(SeenItemRow.item_key)
-                    .join(SourceRow, col(SourceRow.id) == col(SeenItemRow.source_id))
-                    .where(SourceRow.name == source)
-                    .where(col(SeenItemRow.item_key).in_(keys[i : i + 500]))
-                )
-                found.update(s.exec(query))
+                params = {"source": source, "keys": keys[i : i + 500]}
+                found.update(connection.execute(_KNOWN_KEYS, params).scalars())
         return found
 
     # --- the poll transaction -------------------------------------------------------
@@ -333,6 +328,13 @@ def _check_lease(
     if row.lease_owner != owner or row.lease_token != token:
         raise LeaseLost(kind, key, token)
 
+
+_KNOWN_KEYS = (  # built once, Core: the ORM's per-call statement was most of this read
+    sa_select(col(SeenItemRow.item_key))
+    .join(SourceRow, col(SourceRow.id) == col(SeenItemRow.source_id))
+    .where(col(SourceRow.name) == bindparam("source"))
+    .where(col(SeenItemRow.item_key).in_(bindparam("keys", expanding=True)))
+)
 
 # The source row, locked for the poll's transaction (a no-op on SQLite, which has BEGIN
 # IMMEDIATE); Core rather than the ORM: a 304 poll is this, one UPDATE and the commit.
