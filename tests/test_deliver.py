@@ -18,6 +18,7 @@ from flows import NEW_SECRET, OLD_SECRET, SUMMIT, Flow, make_flow, webhook_sink
 from monitor.deliver import RETRY_SCHEDULE, decide, next_attempt
 from monitor.errors import DeliveryError
 from monitor.sinks.http import parse_retry_after
+from monitor.store.leases import renew
 from monitor.store.tables import DeliveryAttemptRow, DeliveryRow
 from receivers import Receiver, Reply, running
 
@@ -132,6 +133,26 @@ def test_429_retry_after_defers_the_sink(tmp_path: Path, receiver: Receiver) -> 
     flow.pipeline.deliver_due()
     assert len(receiver.requests) == 1
     flow.clock.advance(seconds=30)
+    flow.pipeline.deliver_due()
+    flow.close()
+    assert [r.status for r in rows(flow)] == ["delivered", "delivered"]
+
+
+def test_deliveries_a_batch_never_reached_are_given_back(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """A 500 ends the sink's batch; the deliveries it never reached lose their lease at once,
+    so the renew job cannot keep them leased (and unsent) for as long as the daemon runs."""
+    receiver.answer("/hook", Reply(500), Reply(200))
+    flow = flow_to(tmp_path, receiver)
+    flow.drop("summit.md", SUMMIT)
+    flow.drop("treaty.md", "# Treaty enters into force\n\nThe treaty took effect.\n")
+    flow.pipeline.poll_all(settle_seconds=0)
+    flow.pipeline.deliver_due()
+    assert len(receiver.requests) == 1
+    assert [(r.lease_owner, r.lease_until) for r in rows(flow)] == [(None, None)] * 2
+    renew(flow.store, flow.pipeline.owner, flow.clock.now)  # renews nothing of theirs
+    flow.clock.advance(seconds=10)  # past the first retry (5 s + 10 %)
     flow.pipeline.deliver_due()
     flow.close()
     assert [r.status for r in rows(flow)] == ["delivered", "delivered"]
