@@ -167,6 +167,22 @@ def run_monitor(*args: str, cwd: Path, env: dict[str, str] | None = None,
     )  # fmt: skip
 
 
+@pytest.fixture
+def daemons() -> Iterator[Any]:
+    """Start `monitor run` daemons (tests/faultkit.py) with ``daemons(config, log, env)``;
+    every one, and its parse workers, is killed at the end whatever happened."""
+    from faultkit import MonitorProcess, stop_all
+
+    started: list[Any] = []
+
+    def start(config: Path, log: Path, env: dict[str, str] | None = None) -> Any:
+        started.append(MonitorProcess(config, log, env))
+        return started[-1]
+
+    yield start
+    stop_all(started)
+
+
 # --- the reliability suite's report (tests/reliability/casebook.py, issue #7) -------------
 
 

@@ -176,18 +176,8 @@ class MonitorProcess:
         return self.proc.wait(timeout=timeout)
 
 
-@pytest.fixture
-def daemons() -> Any:
-    """Start daemons with ``daemons(config, log, env)``; all are killed at the end, whatever
-    happened, along with their parse workers (no stray processes)."""
-    started: list[MonitorProcess] = []
-
-    def start(config: Path, log: Path, env: dict[str, str] | None = None) -> MonitorProcess:
-        process = MonitorProcess(config, log, env)
-        started.append(process)
-        return process
-
-    yield start
+def stop_all(started: list[MonitorProcess]) -> None:
+    """Kill these daemons and their parse workers, whatever state they are in."""
     for process in started:
         kids = [pid for pid, _ in process.children()] if process.proc.poll() is None else []
         process.kill()
@@ -338,7 +328,7 @@ def tally(
     expected_ids: set[str], received: list[tuple[str, str]], crashes: int = 0,
 ) -> Loss:  # fmt: skip
     """Add one run: hits by article URL; ``received`` is (webhook-id, article URL) per
-    reception. Returns the scenario's totals so far and writes its figures."""
+    reception; without ``expected_ids``, one delivery per expected hit is expected. Returns the scenario's totals so far and writes its figures."""
     one = Loss(runs=1, crashes=crashes)
     one.hits_expected, one.hits_stored = len(expected_hits), len(set(stored_hits))
     one.hits_lost = len(expected_hits - set(stored_hits))
@@ -347,9 +337,14 @@ def tally(
     ids_by_url: dict[str, set[str]] = defaultdict(set)
     for i, url in received:
         ids_by_url[url].add(i)
-    one.deliveries_expected = len(expected_ids)
-    one.deliveries_received = len(expected_ids & set(ids))
-    one.deliveries_missing = len(expected_ids - set(ids))
+    if expected_ids:
+        one.deliveries_expected = len(expected_ids)
+        one.deliveries_received = len(expected_ids & set(ids))
+        one.deliveries_missing = len(expected_ids - set(ids))
+    else:  # one sink: one delivery per expected hit, counted by its article
+        one.deliveries_expected = len(expected_hits)
+        one.deliveries_received = len(expected_hits & set(ids_by_url))
+        one.deliveries_missing = len(expected_hits - set(ids_by_url))
     one.duplicate_receptions = sum(n - 1 for n in ids.values())
     one.duplicates_other_id = sum(len(s) - 1 for s in ids_by_url.values())
     one.max_duplicates_per_crash = (
@@ -384,3 +379,38 @@ def write_loss(scenario: str) -> None:
     )
     figure("loss", f"{scenario} duplicate receptions (same webhook-id %)", f"{dup} ({share:.0f} %)")
     figure("loss", f"{scenario} duplicates per crash, max", t.max_duplicates_per_crash)
+
+
+# --- growing feeds: the workload most scenarios run under ---------------------------------
+
+
+def feeds_of(feeds: Any) -> dict[str, str]:
+    """name -> URL of a feedserver.GrowingFeeds."""
+    return {f"feed-{i:03d}": feeds.server.url(feeds.path(i)) for i in range(feeds.count)}
+
+
+def settle(
+    feeds: Any, url: str, receiver: TimedReceiver, timeout: float = CONDITION_TIMEOUT
+) -> tuple[set[str], list[str], list[tuple[str, str]]]:
+    """Freeze the feeds, wait until each feed's last items were served, every matching item
+    is stored and every stored hit delivered; return (expected, stored, received)."""
+    final = feeds.freeze()
+    expected = {feeds.link(i, n) for i, total in final.items() for n in range(total)
+                if feeds.is_match(n)}  # fmt: skip
+
+    def served() -> bool:
+        with feeds.changed:
+            got = {f.feed: f.items for f in feeds.fetches if f.status == 200}
+        return all(got.get(i) == total for i, total in final.items())
+
+    eventually(served, "every feed's final items served", timeout)
+
+    def missing() -> str:
+        return f"missing {sorted(expected - set(stored_hit_urls(url)))[:5]}"
+
+    eventually(lambda: expected <= set(stored_hit_urls(url)), "every matching item stored",
+               timeout, explain=missing)  # fmt: skip
+    eventually(lambda: expected <= receiver.urls(), "every hit delivered", timeout)
+    with receiver.changed:
+        received = [(r.webhook_id, r.json["article"]["url"]) for r in receiver.on("/hook")]
+    return expected, stored_hit_urls(url), received

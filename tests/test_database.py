@@ -37,9 +37,10 @@ def test_transient_reason_table(error: Exception, reason: str | None) -> None:
 
 def test_a_lock_held_elsewhere_degrades_then_a_commit_recovers(tmp_path: Path) -> None:
     """A write that times out on another process's EXCLUSIVE lock marks the engine
-    `storage_degraded` (locked); the next successful commit clears it."""
+    `storage_degraded` (locked); a later successful commit clears it."""
     store = Store(f"sqlite:///{tmp_path / 'm.db'}")
     health = health_of(store.engine)
+    health.hold = 0.0  # the daemon's 5 s hysteresis is tested by the disk-full scenario
     holder = sqlite3.connect(tmp_path / "m.db", isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     try:

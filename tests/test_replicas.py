@@ -374,9 +374,6 @@ def report_figures(figures: dict[str, Any], receiver: Receiver) -> None:
     expected = figures.get("_expected_urls", set())
     tally("S17/S18", expected_hits=expected, stored_hits=figures.get("_stored", []),
           expected_ids=set(), received=received, crashes=1)  # fmt: skip
-    figure("loss", "S17/S18 deliveries expected/distinct received, missing",
-           f"{len(expected)}/{figures.get('deliveries_received_distinct')}, missing "
-           f"{figures.get('deliveries_missing')}")  # fmt: skip
 
 
 def run_scenario(

@@ -122,17 +122,25 @@ def transient_reason(error: BaseException) -> str | None:
 
 @dataclass
 class StorageHealth:
-    """The last transient failure of one engine's database, until a commit succeeds."""
+    """The last transient failure of one engine's database, until commits succeed again.
+
+    A nearly full disk lets small writes (a lease) through while a poll's fails, so one
+    good commit does not end a spell: only a commit ``hold`` seconds after the last
+    failure does (the daemon commits every tick), or the state would flap every second.
+    """
 
     reason: str | None = None
     since: float | None = None  # time.monotonic() of the first failure of this spell
+    last_failure: float = 0.0
     errors: int = 0
+    hold: float = 5.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def failed(self, reason: str) -> None:
         with self._lock:
+            self.last_failure = time.monotonic()
             if self.reason is None:
-                self.since = time.monotonic()
+                self.since = self.last_failure
                 log.warning("database degraded reason=%s", reason)
             self.reason = reason
             self.errors += 1
@@ -140,7 +148,7 @@ class StorageHealth:
         metrics.storage_degraded.set(1)
 
     def recovered(self) -> None:
-        if self.reason is None:
+        if self.reason is None or time.monotonic() - self.last_failure < self.hold:
             return
         with self._lock:
             reason, since = self.reason, self.since
