@@ -328,7 +328,8 @@ def tally(
     expected_ids: set[str], received: list[tuple[str, str]], crashes: int = 0,
 ) -> Loss:  # fmt: skip
     """Add one run: hits by article URL; ``received`` is (webhook-id, article URL) per
-    reception; without ``expected_ids``, one delivery per expected hit is expected. Returns the scenario's totals so far and writes its figures."""
+    reception; without ``expected_ids``, one delivery per expected hit is expected.
+    Returns this run's counts and writes the scenario's figures so far."""
     one = Loss(runs=1, crashes=crashes)
     one.hits_expected, one.hits_stored = len(expected_hits), len(set(stored_hits))
     one.hits_lost = len(expected_hits - set(stored_hits))
