@@ -190,12 +190,22 @@ def stop_all(started: list[MonitorProcess]) -> None:
 
 
 def feed_config(
-    root: Path, feeds: dict[str, str], hook: str, *, database: str = "sqlite:///m.db",
-    interval: str = "1s", fetch: str = "", extra: str = "", listen: bool = True,
+    root: Path, feeds: dict[str, str], hook: str | list[str], *,
+    database: str = "sqlite:///m.db", interval: str = "1s", fetch: str = "", extra: str = "",
+    listen: bool = True,
 ) -> Path:  # fmt: skip
-    """A config of loopback feeds (name -> URL) and one signed webhook sink, the rule
-    ``zanzibar`` (the growing feeds' matching items), /healthz on ``${MONITOR_PORT}``."""
+    """A config of loopback feeds (name -> URL) and signed webhook sinks (``hook``, then
+    ``hook1``, ``hook2`` ... for more URLs), the rule ``zanzibar`` (the growing feeds'
+    matching items), /healthz on ``${MONITOR_PORT}``."""
     from flows import NEW_SECRET
+
+    hooks = [hook] if isinstance(hook, str) else hook
+    names = ["hook", *(f"hook{n}" for n in range(1, len(hooks)))]
+    sinks = "".join(
+        f"  - {{name: {name}, type: webhook, url: '{url}', secret: '{NEW_SECRET}',"
+        " allow_private_networks: true, timeout: 5s}\n"
+        for name, url in zip(names, hooks, strict=True)
+    )
 
     (root / "watchlists").mkdir(exist_ok=True)
     (root / "watchlists" / "w.yaml").write_text(
@@ -207,9 +217,8 @@ def feed_config(
     config.write_text(
         f"database: {database}\nwatchlists: [watchlists/*.yaml]\n"
         f"sources:\n  feeds:\n{lines}"
-        f"sinks:\n  - {{name: hook, type: webhook, url: '{hook}', secret: '{NEW_SECRET}',"
-        " allow_private_networks: true, timeout: 5s}\n"
-        f"defaults: {{interval: {interval}, notify: [hook]}}\n"
+        f"sinks:\n{sinks}"
+        f"defaults: {{interval: {interval}, notify: [{', '.join(names)}]}}\n"
         "fetch: {timeout: 10s, connect_timeout: 3s, read_timeout: 5s, parse_timeout: 10s,"
         f" allow_private_networks: true, min_interval: 1s{', ' + fetch if fetch else ''}}}\n"
         + ("http: {listen: '127.0.0.1:${MONITOR_PORT}'}\n" if listen else "")
