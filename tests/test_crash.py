@@ -120,7 +120,7 @@ def test_crash_at_each_point_loses_nothing(
 ) -> None:
     """`MONITOR_CRASH_AT=<point>` kills `monitor run --once` (exit 137); a restart delivers
     every expected id, duplicates only with the same id, at most one per crash, no hit lost."""
-    for rep in range(repetitions(request.config, fast=2, full=10)):
+    for rep in range(repetitions(request.config, fast=1, full=10)):
         root = tmp_path / f"run{rep}"
         root.mkdir()
         with running() as receiver:

@@ -216,7 +216,7 @@ def test_an_unreachable_database_is_reported_and_survived(
     """With the proxy to PostgreSQL cut (connections reset, new ones blackholed) the daemon
     stays up, /healthz answers 503 db_unavailable without hanging, ticks back off; once the
     proxy mends it resumes and loses nothing."""
-    outage = 120.0 if repetitions(request.config, fast=1, full=2) > 1 else 20.0
+    outage = 120.0 if repetitions(request.config, fast=1, full=2) > 1 else 15.0
     host_port = pg_url.split("@", 1)[1].split("/", 1)[0]
     host, port = host_port.rsplit(":", 1)
     proxy = Proxy((host, int(port)))

@@ -71,7 +71,7 @@ def test_an_external_exclusive_lock_delays_writes_and_loses_nothing(
     """While the `sqlite3` shell holds BEGIN EXCLUSIVE past busy_timeout (10 s), the daemon
     stays up, reports storage_degraded (locked), retries its writes instead of crashing;
     after the release it resumes within a few seconds and loses no hit."""
-    hold = 30.0 if repetitions(request.config, fast=1, full=2) > 1 else 15.0
+    hold = 30.0 if repetitions(request.config, fast=1, full=2) > 1 else 12.0
     db = tmp_path / "m.db"
     config = feed_config(tmp_path, feeds_of(feeds), receiver.url())
     daemon = daemons(config, tmp_path / "daemon.log")
