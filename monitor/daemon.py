@@ -9,6 +9,11 @@ Jobs: poll and deliver (every tick), renew this replica's leases, heartbeat
 and chores (on the chores leader only), config reload (a file watch, or
 SIGHUP), and one cron job per digest sink. SIGTERM/SIGINT stop the timer, let
 running ticks finish, then release every lease so others need not wait.
+
+A tick that fails because the database is away (locked, full, restarting,
+unreachable: ``transient_reason``) is not a bug: it is logged once per spell,
+that tick backs off (0.5 s doubling to 5 s) instead of failing twice a
+second, and a line says when it works again (RELIABILITY S5-S7, S16).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy.exc import SQLAlchemyError
 
 from monitor import metrics
 from monitor.config import Config
@@ -37,12 +43,14 @@ from monitor.http import Health, HttpServer, create_app
 from monitor.pipeline import Pipeline
 from monitor.reload import ConfigWatcher
 from monitor.store.coordination import heartbeat, resign
+from monitor.store.database import transient_reason
 from monitor.store.leases import DELIVERY_LEASE, POLL_LEASE, release, renew
 
 log = logging.getLogger("monitor.daemon")
 TICK_SECONDS = 0.5  # a due source or delivery waits at most this long
 RENEW_SECONDS = min(POLL_LEASE, DELIVERY_LEASE).total_seconds() / 3  # renew well before expiry
 HEARTBEAT_SECONDS = 10.0
+BACKOFF_FIRST, BACKOFF_MAX = 0.5, 5.0  # a tick's pause while the database is away
 
 
 class Daemon:
@@ -155,12 +163,51 @@ class Daemon:
 
 
 def _guarded(name: str, tick: Callable[[], Any]) -> Callable[[], None]:
+    away = _Backoff(name)
+
     def run() -> None:
+        if away.waiting():
+            return
         try:
             tick()
+        except SQLAlchemyError as e:
+            reason = transient_reason(e)
+            if reason is None:
+                log.exception("tick failed tick=%s", name)
+            else:
+                away.failed(reason, e)
         except Exception:  # a bug in one tick must not stop the daemon: log it, tick again
             log.exception("tick failed tick=%s", name)
         else:
+            away.succeeded()
             metrics.last_tick.labels(tick=name).set(time.time())
 
     return run
+
+
+class _Backoff:
+    """One tick's state while the database is away: when to try again, since when."""
+
+    def __init__(self, tick: str):
+        self.tick = tick
+        self.since: float | None = None
+        self.delay = BACKOFF_FIRST
+        self.retry_at = 0.0
+
+    def waiting(self) -> bool:
+        return self.since is not None and time.monotonic() < self.retry_at
+
+    def failed(self, reason: str, error: Exception) -> None:
+        now = time.monotonic()
+        if self.since is None:
+            self.since, self.delay = now, BACKOFF_FIRST
+            log.warning("tick failed tick=%s reason=%s error=%r (database away; backing off)",
+                        self.tick, reason, str(error).splitlines()[0][:200])  # fmt: skip
+        else:
+            self.delay = min(self.delay * 2, BACKOFF_MAX)
+        self.retry_at = now + self.delay
+
+    def succeeded(self) -> None:
+        if self.since is not None:
+            log.info("tick recovered tick=%s after=%.1fs", self.tick, time.monotonic() - self.since)
+            self.since = None

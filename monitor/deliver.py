@@ -28,13 +28,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from monitor import metrics
 from monitor.crash import crash_point
 from monitor.domain import Alert, Rule
 from monitor.errors import DeliveryError, LeaseLost
 from monitor.sinks import Sink
 from monitor.store import Store
-from monitor.store.leases import claim_alerts
+from monitor.store.database import retry_transient, transient_reason
+from monitor.store.leases import claim_alerts, release_deliveries
 
 log = logging.getLogger("monitor.deliver")
 
@@ -125,6 +128,7 @@ class Deliverer:
         )
         self._busy: dict[str, Future[DeliveryReport]] = {}
         self._lock = threading.Lock()
+        self._unsent: set[tuple[str, int]] = set()  # claimed, never sent: leases to give back
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -164,6 +168,7 @@ class Deliverer:
         return report
 
     def _due(self, now: datetime, sinks: list[str]) -> list[Alert]:
+        self._give_back()
         if not sinks:
             return []
         if self.owner is not None:  # replicas: claim them, so no other replica sends them
@@ -171,9 +176,15 @@ class Deliverer:
         return [a for a in self.store.due_alerts(now) if a.sink in sinks]
 
     def _record(self, alert: Alert, now: datetime, **outcome: Any) -> bool:
-        """Record a send under our lease; False (logged, counted) if the lease was lost."""
+        """Record a send under our lease; False (logged, counted) if the lease was lost.
+
+        The send happened: a database that is briefly away (locked, restarting) is waited
+        for, or the delivery would be sent again, a duplicate."""
         try:
-            self.store.record_attempt(alert, now, owner=self.owner, **outcome)
+            retry_transient(
+                lambda: self.store.record_attempt(alert, now, owner=self.owner, **outcome),
+                what=f"delivery={alert.delivery_id}",
+            )  # fmt: skip
         except LeaseLost as e:
             metrics.fencing_rejections.labels(kind="delivery").inc()
             log.warning("lease lost delivery=%s sink=%s detail=%r (another replica has it)",
@@ -221,9 +232,36 @@ class Deliverer:
     # --- one sink's batch -----------------------------------------------------------
 
     def _send_batch(self, name: str, alerts: list[Alert], now: datetime) -> DeliveryReport:
+        pending = list(alerts)
+        try:
+            return self._send_each(name, pending, now)
+        finally:
+            # Those the batch never reached (it stops at the first retryable failure) must not
+            # stay leased: the renew job would keep them so, and unsent, while we run.
+            with self._lock:
+                self._unsent.update(
+                    (a.delivery_id, a.lease_token) for a in pending if a.lease_token is not None
+                )
+            self._give_back()
+
+    def _give_back(self) -> None:
+        if not self._unsent or self.owner is None:
+            return
+        with self._lock:
+            claims, self._unsent = self._unsent, set()
+        try:
+            release_deliveries(self.store, self.owner, claims)
+        except SQLAlchemyError as e:
+            if transient_reason(e) is None:
+                raise
+            with self._lock:
+                self._unsent |= claims  # the database is away: give them back next time
+
+    def _send_each(self, name: str, pending: list[Alert], now: datetime) -> DeliveryReport:
+        """Send ``pending`` in order, taking each off the list once it is sent and recorded."""
         sink, policy, report = self.sinks[name], self.policy(name), DeliveryReport()
         last_send = 0.0
-        for alert in alerts:
+        for alert in list(pending):
             gap = policy.min_interval - (time.monotonic() - last_send)
             if last_send and gap > 0:
                 time.sleep(gap)  # the receiver's rate limit, not a wait for a condition
@@ -232,13 +270,16 @@ class Deliverer:
                 sink.send(alert, self._rule(alert))
             except DeliveryError as e:
                 elapsed = (time.monotonic() - last_send) * 1000
-                if not self._record_failure(name, alert, e, now, policy, report, elapsed):
+                go_on = self._record_failure(name, alert, e, now, policy, report, elapsed)
+                pending.remove(alert)
+                if not go_on:
                     break
                 continue
             crash_point("after_send_before_record")
             elapsed = (time.monotonic() - last_send) * 1000
             if self._record(alert, now, status="delivered", duration_ms=elapsed):
                 report.delivered += 1
+            pending.remove(alert)
         return report
 
     def _record_failure(

@@ -3,7 +3,10 @@ when the daemon passes its config, the dashboard (``monitor.web``) at ``/``.
 
 A Starlette app served by uvicorn in a background thread, so a slow scrape
 never delays a tick. Figures that live in the database are read at scrape
-time; a database that cannot be reached makes ``/healthz`` answer 503.
+time; a database that cannot be reached, or writes that fail (a full disk, a
+lock held past ``busy_timeout``), make ``/healthz`` answer 503 and say which.
+Both endpoints talk to the database in a worker thread, never on the event
+loop, so a database that hangs cannot stall the server.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -32,6 +36,7 @@ from monitor.config import Config
 from monitor.domain import utcnow
 from monitor.store import Store
 from monitor.store.coordination import live_replicas
+from monitor.store.database import health_of
 from monitor.web import create_web_app
 
 log = logging.getLogger("monitor.http")
@@ -118,22 +123,26 @@ def create_app(health: Health) -> Starlette:
             for sample in next(iter(metrics.last_tick.collect())).samples
         }
         try:
-            health.store.ping()
+            await run_in_threadpool(health.store.ping)
             database = "ok"
         except SQLAlchemyError:
             database = "db_unavailable"
+        storage = health_of(health.store.engine)
         stale = [tick for tick, age in ticks.items() if age > STALE_TICK_SECONDS]
-        ok = database == "ok" and not stale
+        ok = database == "ok" and storage.state == "ok" and not stale
         body: dict[str, Any] = {
             "status": "ok" if ok else "unhealthy",
             "database": database,
+            "storage": storage.state,  # ok | storage_degraded | db_unavailable (last write)
+            "storage_reason": storage.reason,
             "last_tick_age_seconds": {k: round(v, 3) for k, v in ticks.items()},
             "config_hash": health.config_hash(),
         }
         return JSONResponse(body, status_code=200 if ok else 503)
 
     async def metrics_endpoint(_request: Request) -> Response:
-        return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+        body = await run_in_threadpool(generate_latest, metrics.REGISTRY)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     routes: list[BaseRoute] = [Route("/healthz", healthz), Route("/metrics", metrics_endpoint)]
     if health.config is not None and health.listen is not None:

@@ -46,3 +46,12 @@ last_tick = Gauge(
     "monitor_last_tick_timestamp_seconds", "When each tick last completed.", ["tick"],
     registry=REGISTRY,
 )  # fmt: skip
+database_errors = Counter(
+    "monitor_database_errors_total",
+    "Database errors that may pass by themselves, by reason (locked, disk_full, io_error,"
+    " unavailable).", ["reason"], registry=REGISTRY,
+)  # fmt: skip
+storage_degraded = Gauge(
+    "monitor_storage_degraded",
+    "1 from a transient database failure until the next successful commit.", registry=REGISTRY,
+)  # fmt: skip

@@ -38,6 +38,7 @@ from monitor.sources.fetch import Resolver, system_resolve
 from monitor.sources.folder import FolderScanner
 from monitor.sources.fulltext import add_full_text
 from monitor.store import Store
+from monitor.store.database import retry_transient
 from monitor.store.leases import Claim, claim_sources
 from monitor.stories import StoryIndex
 from monitor.wiring import build_reader, build_sinks, sink_policies
@@ -149,7 +150,12 @@ class Pipeline:
             # poll, and leave the new lease renewed forever with no poll behind it.
             names = [n for n in self.config.source_names if n not in self._in_flight]
         claims = claim_sources(
-            self.store, self.owner, self.clock(), names, limit=idle + len(self.scanners)
+            self.store,
+            self.owner,
+            self.clock(),
+            names,
+            limit=idle + len(self.scanners),
+            reclaim_own=True,
         )
         summaries = self._dispatch(claims)
         return summaries + self._finished_feeds(wait_for_feeds)
@@ -287,20 +293,26 @@ class Pipeline:
     def _save(self, outcome: PollOutcome, now: datetime, claim: Claim | None = None) -> list[int]:
         """The poll's one transaction, fenced by the claim's lease; then after_commit."""
         lease = (self.owner, claim.token) if claim else None
+
+        def save() -> list[int]:
+            try:
+                return self.store.save_poll(outcome, now, self.sinks_for, self.stories, lease=lease)
+            except LeaseLost:
+                raise
+            except Exception:
+                self._reload_stories()  # the rolled-back attempt may have taught it signatures
+                raise
+
         with self._write_lock:
             try:
-                stored = self.store.save_poll(
-                    outcome, now, self.sinks_for, self.stories, lease=lease
-                )
+                # A lock held elsewhere, a full disk, a restarting server: try again shortly.
+                stored = retry_transient(save, what=f"poll source={outcome.source}")
             except LeaseLost as e:
                 metrics.fencing_rejections.labels(kind="source").inc()
                 log.warning("lease lost source=%s detail=%r: poll discarded", outcome.source,
                             str(e))  # fmt: skip
                 self._reload_stories()
                 return []
-            except Exception:
-                self._reload_stories()
-                raise
         crash_point("after_commit")
         return stored
 

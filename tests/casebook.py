@@ -66,13 +66,30 @@ BOOK = Casebook()
 
 def case(case_id: str, category: str, title: str, *, must_pass: bool = True) -> Callable[[F], F]:
     """Mark a test as the check of one case of RELIABILITY.md."""
-    assert category in CATEGORIES, category
+    marker = case_mark(case_id, category, title, must_pass=must_pass)
 
     def mark(test: F) -> F:
-        BOOK.cases.setdefault(case_id, Case(case_id, category, title, must_pass))
-        return pytest.mark.reliability_case(case_id)(test)  # type: ignore[no-any-return]
+        return marker(test)  # type: ignore[no-any-return]
 
     return mark
+
+
+def case_mark(
+    case_id: str, category: str, title: str, *, must_pass: bool = True
+) -> pytest.MarkDecorator:
+    """The same mark for one parameter of a test: ``pytest.param(..., marks=case_mark(...))``."""
+    assert category in CATEGORIES, category
+    BOOK.cases.setdefault(case_id, Case(case_id, category, title, must_pass))
+    return pytest.mark.reliability_case(case_id)
+
+
+def repetitions(config: pytest.Config, *, fast: int, full: int) -> int:
+    """How often a scenario repeats (RELIABILITY 3(c) 3: R >= 10 where cheap): once in
+    `make test`, ``fast`` times in `make reliability-fast`, ``full`` in `make reliability`."""
+    expression = str(config.getoption("markexpr") or "")
+    if "reliability_case" not in expression:
+        return 1
+    return fast if "not slow" in expression else full
 
 
 def measured(case_id: str | None = None, **values: Any) -> None:

@@ -1,5 +1,7 @@
 """Fixtures shared by every test. The network guard is on for all of them:
-no test may connect anywhere but loopback (RELIABILITY.md 3.0)."""
+no test may connect anywhere but loopback (RELIABILITY.md 3.0), and neither may
+any process a test starts (tests/childguard/sitecustomize.py, on every child's
+PYTHONPATH, writes each refused attempt to a file the guard fixture reads)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,20 @@ def _is_loopback(address: Any) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False  # an unresolved name: a connect to it would leave the machine
+
+
+# Every child process inherits these: the guard loads in each (tests/childguard).
+CHILD_GUARD_LOG = Path(tempfile.mkdtemp(prefix="monitor-netguard-")) / "refused.log"
+CHILD_GUARD_LOG.touch()
+os.environ["MONITOR_NETGUARD_LOG"] = str(CHILD_GUARD_LOG)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(ROOT / "tests" / "childguard"), os.environ.get("PYTHONPATH")) if p
+)
+
+
+def child_forbidden_connects() -> list[str]:
+    """Every connect a child process was refused in this session, one line each."""
+    return CHILD_GUARD_LOG.read_text().splitlines()
 
 
 _real_connect = socket.socket.connect
@@ -58,6 +75,7 @@ def network_guard() -> Iterator[None]:
     socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
     socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
     before = len(forbidden_connects)
+    children_before = len(child_forbidden_connects())
     try:
         yield
     finally:
@@ -65,6 +83,8 @@ def network_guard() -> Iterator[None]:
         socket.socket.connect_ex = _real_connect_ex  # type: ignore[method-assign]
     tried = forbidden_connects[before:]
     assert not tried, f"test tried to connect outside loopback: {tried}"
+    by_children = child_forbidden_connects()[children_before:]
+    assert not by_children, f"a child process tried to connect outside loopback: {by_children}"
 
 
 PG_ADMIN_URL = os.environ.get(
@@ -147,6 +167,22 @@ def run_monitor(*args: str, cwd: Path, env: dict[str, str] | None = None,
     )  # fmt: skip
 
 
+@pytest.fixture
+def daemons() -> Iterator[Any]:
+    """Start `monitor run` daemons (tests/faultkit.py) with ``daemons(config, log, env)``;
+    every one, and its parse workers, is killed at the end whatever happened."""
+    from faultkit import MonitorProcess, stop_all
+
+    started: list[Any] = []
+
+    def start(config: Path, log: Path, env: dict[str, str] | None = None) -> Any:
+        started.append(MonitorProcess(config, log, env))
+        return started[-1]
+
+    yield start
+    stop_all(started)
+
+
 # --- the reliability suite's report (tests/reliability/casebook.py, issue #7) -------------
 
 
@@ -154,24 +190,25 @@ def run_monitor(*args: str, cwd: Path, env: dict[str, str] | None = None,
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """Set a reliability case's outcome from its test: failed if any phase failed."""
     outcome = yield
-    marker = item.get_closest_marker("reliability_case")
-    if marker is None:
+    markers = list(item.iter_markers("reliability_case"))  # one test may check several cases
+    if not markers:
         return
     from casebook import BOOK
 
     report = outcome.get_result()
-    case = BOOK.cases[marker.args[0]]
-    if report.when == "setup":
-        BOOK.current = case.id
-    if report.failed:
-        case.outcome = "failed"
-        case.reason = case.reason or str(report.longrepr).strip().splitlines()[-1][:300]
-    elif report.skipped:
-        case.outcome = "skipped"
-        longrepr = report.longrepr
-        case.reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
-    elif report.when == "call" and case.outcome != "failed":
-        case.outcome = "passed"
+    for marker in markers:
+        case = BOOK.cases[marker.args[0]]
+        if report.when == "setup":
+            BOOK.current = markers[0].args[0]
+        if report.failed:
+            case.outcome = "failed"
+            case.reason = case.reason or str(report.longrepr).strip().splitlines()[-1][:300]
+        elif report.skipped:
+            case.outcome = "skipped"
+            longrepr = report.longrepr
+            case.reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        elif report.when == "call" and case.outcome not in ("failed", "skipped"):
+            case.outcome = "passed"
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -182,6 +219,11 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
     if not any(c.outcome != "not run" for c in BOOK.cases.values()):
         return
+    from casebook import figure
+
+    figure("safety", "forbidden connects attempted, pytest process", len(forbidden_connects))
+    figure("safety", "forbidden connects attempted, child processes",
+           len(child_forbidden_connects()))  # fmt: skip
     terminalreporter.section("reliability report")
     print_report(terminalreporter.write_line)
     path = Path(os.environ.get("MONITOR_RELIABILITY_JSON", ROOT / "data" / "reliability.json"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from datetime import UTC, datetime
@@ -10,6 +11,8 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
+from casebook import case, figure
+from faultkit import TimedReceiver
 from flows import make_flow
 from monitor.domain import Alert, Match, Rule
 from monitor.sinks.chat import discord_text, safe_link, slack_text
@@ -88,6 +91,7 @@ def test_hostile_title_over_the_wire(tmp_path: Path, kind: str) -> None:
         assert len(body["content"]) <= 2000 and "<@U123>" not in body["content"]
 
 
+@case("S11", "fault", "410 Gone / Discord 404: sink disabled, pending dead, no more requests")
 def test_discord_404_disables_the_sink(tmp_path: Path) -> None:
     """S11: a deleted Discord webhook (404) disables the sink like a 410."""
     with running() as receiver:
@@ -102,8 +106,10 @@ def test_discord_404_disables_the_sink(tmp_path: Path) -> None:
     with flow.store.reading() as s:
         [row] = s.exec(select(DeliveryRow))
     assert row.status == "failed" and "sink_gone" in (row.last_error or "")
+    figure("retry", "S11 Discord: requests after the 404", len(receiver.requests) - 1)
 
 
+@case("S10", "fault", "429 Retry-After (webhook, Slack) and Discord retry_after: honoured")
 def test_discord_retry_after_in_json_body(tmp_path: Path) -> None:
     """S10: Discord's JSON `retry_after: 64.57` defers the next attempt by at least that."""
     with running() as receiver:
@@ -118,6 +124,37 @@ def test_discord_retry_after_in_json_body(tmp_path: Path) -> None:
         [row] = s.exec(select(DeliveryRow))
     assert row.next_attempt_at is not None
     assert (row.next_attempt_at - flow.clock.now).total_seconds() >= 64.57
+    figure("retry", "S10 Discord retry_after 64.57 s: next attempt after s",
+           round((row.next_attempt_at - flow.clock.now).total_seconds(), 2))  # fmt: skip
+
+
+@case("S10", "fault", "429 Retry-After (webhook, Slack) and Discord retry_after: honoured")
+def test_slack_429_then_at_most_one_message_a_second(tmp_path: Path) -> None:
+    """S10: Slack's 429 Retry-After: 30 holds the whole sink 30 s (fake clock); then its
+    messages go out at most one a second (real time: the per-destination limiter)."""
+    receiver = TimedReceiver().start()
+    try:
+        receiver.answer("/hook", Reply(429, {"Retry-After": "30"}), Reply(200))
+        flow = _chat_flow(tmp_path, "slack", receiver.url())
+        for n in range(4):
+            flow.drop(f"a{n}.txt", f"Channel story {n}\nA different body number {n} entirely.")
+        flow.pipeline.poll_all(settle_seconds=0)
+        flow.pipeline.deliver_due()
+        assert len(receiver.requests) == 1
+        flow.clock.advance(seconds=29)
+        flow.pipeline.deliver_due()
+        early = len(receiver.requests) - 1
+        flow.clock.advance(seconds=2)
+        flow.pipeline.deliver_due()
+        flow.close()
+    finally:
+        receiver.stop()
+    times = [at for at, _, _ in receiver.arrivals[1:]]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert early == 0 and len(times) == 4
+    assert min(gaps) >= 0.99  # min_interval 1s, measured on the receiver's clock
+    figure("retry", "S10 Slack Retry-After 30 s: violations", early)
+    figure("retry", "S10 Slack min gap between messages s (limit 1/s)", round(min(gaps), 3))
 
 
 def test_slack_digest_sends_one_message(tmp_path: Path) -> None:

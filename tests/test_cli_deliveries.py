@@ -7,10 +7,12 @@ from pathlib import Path
 
 from test_crash import STORIES, setup
 
+from casebook import case, figure
 from conftest import run_monitor
 from receivers import Reply, running
 
 
+@case("S14", "fault", "receiver down past the whole schedule: dead, then replayed, same id")
 def test_failed_deliveries_are_listed_and_redelivered_with_the_same_id(tmp_path: Path) -> None:
     """A 422 fails every delivery; --failed lists them; redeliver --failed resends the same ids."""
     with running() as receiver:
@@ -29,5 +31,8 @@ def test_failed_deliveries_are_listed_and_redelivered_with_the_same_id(tmp_path:
         assert run_monitor("run", "--once", "--config", config, cwd=tmp_path).returncode == 0
         ids = [r.webhook_id for r in receiver.requests]
     assert len(ids) == 2 * len(STORIES) and set(ids) == {r["id"] for r in rows}
+    replayed = sum(ids.count(r["id"]) == 2 for r in rows)
+    figure("dead letters", "monitor redeliver --failed: replays with the original id",
+           f"{replayed}/{len(rows)} ({100 * replayed // len(rows)} %)")  # fmt: skip
     unknown = run_monitor("redeliver", "no-such-id", "--config", config, cwd=tmp_path)
     assert unknown.returncode == 2 and "no delivery" in unknown.stderr

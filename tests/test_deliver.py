@@ -4,6 +4,7 @@ policy of G8 on a fake clock, Retry-After, 410, 3xx, slow and dropped receivers.
 from __future__ import annotations
 
 import base64
+import itertools
 import random
 import socket
 import threading
@@ -14,10 +15,13 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
+from casebook import case, figure, repetitions
+from faultkit import tally
 from flows import NEW_SECRET, OLD_SECRET, SUMMIT, Flow, make_flow, webhook_sink
 from monitor.deliver import RETRY_SCHEDULE, decide, next_attempt
 from monitor.errors import DeliveryError
 from monitor.sinks.http import parse_retry_after
+from monitor.store.leases import renew
 from monitor.store.tables import DeliveryAttemptRow, DeliveryRow
 from receivers import Receiver, Reply, running
 
@@ -37,6 +41,32 @@ def flow_to(tmp_path: Path, receiver: Receiver, path: str = "/hook", extra: str 
 def rows(flow: Flow) -> list[DeliveryRow]:
     with flow.store.reading() as s:
         return list(s.exec(select(DeliveryRow)))
+
+
+def attempt_offsets(flow: Flow, first: datetime) -> list[float]:
+    with flow.store.reading() as s:
+        attempts = list(s.exec(select(DeliveryAttemptRow).order_by(DeliveryAttemptRow.id)))
+    return [(a.attempted_at - first).total_seconds() for a in attempts]
+
+
+def off_schedule(offsets: list[float]) -> int:
+    """Attempts whose gap to the previous one is outside [delay, delay + 10 % jitter]."""
+    gaps = [b - a for a, b in itertools.pairwise(offsets)]
+    return sum(
+        not (d.total_seconds() - 1e-6 <= g <= d.total_seconds() * 1.1 + 1e-6)
+        for g, d in zip(gaps, RETRY_SCHEDULE, strict=False)
+    )
+
+
+DEAD: dict[str, list[int]] = {}  # scenario -> [expected dead, actually dead]
+
+
+def count_dead(scenario: str, expected: int, flow: Flow) -> None:
+    """Dead-letter accuracy (RELIABILITY 3(c) 6): deliveries that should be dead vs are."""
+    tally = DEAD.setdefault(scenario, [0, 0])
+    tally[0] += expected
+    tally[1] += sum(r.status == "failed" for r in rows(flow))
+    figure("dead letters", f"{scenario} expected dead / actual dead", f"{tally[0]}/{tally[1]}")
 
 
 def test_webhook_payload_and_signatures_verify_with_standardwebhooks(
@@ -77,6 +107,57 @@ def test_a_wrong_secret_does_not_verify(tmp_path: Path) -> None:
     assert receiver.requests[0].verified == {"other": False}
 
 
+@case("S8", "fault", "receiver 500s for 12 h (fake clock), then 200: retried on schedule")
+def test_500_for_twelve_hours_then_200_is_delivered_on_schedule(
+    tmp_path: Path, receiver: Receiver, request: pytest.FixtureRequest
+) -> None:
+    """S8: while the receiver answers 500 (12 h of fake time) every attempt comes on the
+    schedule (0, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h ... + up to 10 % jitter); the first try
+    after it recovers delivers, under the one id; every attempt is stored."""
+    runs, worst, attempts_seen = repetitions(request.config, fast=10, full=10), 0, []
+    for rep in range(runs):
+        receiver.requests.clear()
+        (tmp_path / f"run{rep}").mkdir()
+        flow = flow_to(tmp_path / f"run{rep}", receiver)
+        flow.drop("summit.md", SUMMIT)
+        flow.pipeline.poll_all(settle_seconds=0)
+        first = flow.clock.now
+        while True:
+            healthy = flow.clock.now >= first + timedelta(hours=12)
+            receiver.answer("/hook", Reply(200 if healthy else 500))
+            flow.pipeline.deliver_due()
+            [row] = rows(flow)
+            if row.status != "pending":
+                break
+            assert row.next_attempt_at is not None
+            flow.clock.now = row.next_attempt_at
+        offsets = attempt_offsets(flow, first)
+        flow.close()
+        assert row.status == "delivered"
+        assert offsets[-1] >= 12 * 3600 and offsets[-2] < 12 * 3600  # the first try after
+        assert off_schedule(offsets) == 0, offsets
+        assert len({r.webhook_id for r in receiver.requests}) == 1
+        assert len(receiver.requests) == len(offsets)  # each attempt recorded, none extra
+        worst = max(worst, off_schedule(offsets))
+        attempts_seen.append(len(offsets))
+    figure("retry", "S8 runs; attempts until delivered (min-max)",
+           f"{runs}; {min(attempts_seen)}-{max(attempts_seen)}")  # fmt: skip
+    figure(
+        "retry",
+        "S8 last run's attempt offsets s (schedule floor)",
+        " ".join(f"{o:.0f}({e:.0f})" for o, e in zip(offsets, schedule_floor(), strict=False)),
+    )
+    figure("retry", "S8 attempts off schedule ± jitter", worst)
+
+
+def schedule_floor() -> list[float]:
+    floor = [0.0]
+    for delay in RETRY_SCHEDULE:
+        floor.append(floor[-1] + delay.total_seconds())
+    return floor
+
+
+@case("S14", "fault", "receiver down past the whole schedule: dead, then replayed, same id")
 def test_500_follows_the_three_day_schedule_then_fails_and_redelivers_same_id(
     tmp_path: Path, receiver: Receiver
 ) -> None:
@@ -107,6 +188,10 @@ def test_500_follows_the_three_day_schedule_then_fails_and_redelivers_same_id(
         assert gap.total_seconds() > 0
     assert offsets[-1] >= 2.5 * 86400  # about three days in all
     assert {r.status_code for r in attempts} == {500}
+    assert off_schedule(offsets) == 0
+    count_dead("S14", 1, flow)
+    figure("retry", "S14 attempts before dead; last offset h", f"{len(offsets)}; "
+           f"{offsets[-1] / 3600:.1f}")  # fmt: skip
     ids = {r.webhook_id for r in receiver.requests}
     receiver.answer("/hook", Reply(200))
     assert flow.store.requeue(None, flow.clock.now) == [row.id]
@@ -114,8 +199,10 @@ def test_500_follows_the_three_day_schedule_then_fails_and_redelivers_same_id(
     flow.close()
     assert rows(flow)[0].status == "delivered"
     assert {r.webhook_id for r in receiver.requests} == ids == {row.id}
+    figure("dead letters", "S14 replays delivered with the original id", "1/1 (100 %)")
 
 
+@case("S10", "fault", "429 Retry-After (webhook, Slack) and Discord retry_after: honoured")
 def test_429_retry_after_defers_the_sink(tmp_path: Path, receiver: Receiver) -> None:
     """S10: a 429 with Retry-After: 120 means no attempt before 120 s."""
     receiver.answer("/hook", Reply(429, {"Retry-After": "120"}), Reply(200))
@@ -135,8 +222,32 @@ def test_429_retry_after_defers_the_sink(tmp_path: Path, receiver: Receiver) -> 
     flow.pipeline.deliver_due()
     flow.close()
     assert [r.status for r in rows(flow)] == ["delivered", "delivered"]
+    early = attempt_offsets(flow, flow.clock.now - timedelta(seconds=149))[1:]
+    figure("retry", "S10 Retry-After 120 s (webhook): violations",
+           sum(o < 120 for o in early))  # fmt: skip
 
 
+def test_deliveries_a_batch_never_reached_are_given_back(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """A 500 ends the sink's batch; the deliveries it never reached lose their lease at once,
+    so the renew job cannot keep them leased (and unsent) for as long as the daemon runs."""
+    receiver.answer("/hook", Reply(500), Reply(200))
+    flow = flow_to(tmp_path, receiver)
+    flow.drop("summit.md", SUMMIT)
+    flow.drop("treaty.md", "# Treaty enters into force\n\nThe treaty took effect.\n")
+    flow.pipeline.poll_all(settle_seconds=0)
+    flow.pipeline.deliver_due()
+    assert len(receiver.requests) == 1
+    assert [(r.lease_owner, r.lease_until) for r in rows(flow)] == [(None, None)] * 2
+    renew(flow.store, flow.pipeline.owner, flow.clock.now)  # renews nothing of theirs
+    flow.clock.advance(seconds=10)  # past the first retry (5 s + 10 %)
+    flow.pipeline.deliver_due()
+    flow.close()
+    assert [r.status for r in rows(flow)] == ["delivered", "delivered"]
+
+
+@case("S11", "fault", "410 Gone / Discord 404: sink disabled, pending dead, no more requests")
 def test_410_disables_the_sink_and_fails_its_pending(tmp_path: Path, receiver: Receiver) -> None:
     """S11: after a 410 the sink is disabled, pending deliveries fail with the reason, and the
     receiver gets no further request."""
@@ -154,21 +265,38 @@ def test_410_disables_the_sink_and_fails_its_pending(tmp_path: Path, receiver: R
     assert len(receiver.requests) == 1
     assert all(r.status == "failed" and "sink_gone" in (r.last_error or "") for r in rows(flow))
     assert flow.store.sink_states()["ops"].status == "disabled"
+    figure("retry", "S11 webhook: requests after the 410", len(receiver.requests) - 1)
+    count_dead("S11", 3, flow)
 
 
-def test_redirect_is_a_failure_and_never_followed(tmp_path: Path, receiver: Receiver) -> None:
-    """S13: a 302 is retried per schedule; the redirect target gets no request."""
-    receiver.answer("/hook", Reply(302, {"Location": receiver.url("/elsewhere")}))
+REDIRECTS_FOLLOWED: list[int] = []
+
+
+@case("S13", "fault", "301/302/307/308 from the receiver: a failure, retried, never followed")
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_redirect_is_a_failure_and_never_followed(
+    tmp_path: Path, receiver: Receiver, status: int
+) -> None:
+    """S13: a 3xx is retried per schedule; the redirect target gets no request."""
+    receiver.answer("/hook", Reply(status, {"Location": receiver.url("/elsewhere")}))
     flow = flow_to(tmp_path, receiver)
     flow.drop("summit.md", SUMMIT)
     flow.pipeline.poll_all(settle_seconds=0)
     flow.pipeline.deliver_due()
-    flow.close()
     [row] = rows(flow)
-    assert row.status == "pending" and row.last_status == 302
+    assert row.status == "pending" and row.last_status == status
+    assert row.next_attempt_at is not None
+    flow.clock.now = row.next_attempt_at  # the retry: still not followed
+    flow.pipeline.deliver_due()
+    flow.close()
+    assert len(receiver.on("/hook")) == 2
+    REDIRECTS_FOLLOWED.append(len(receiver.on("/elsewhere")))
+    figure("retry", "S13 redirects followed (of 3xx statuses tried)",
+           f"{sum(REDIRECTS_FOLLOWED)} ({len(REDIRECTS_FOLLOWED)})")  # fmt: skip
     assert receiver.on("/elsewhere") == []
 
 
+@case("S12", "fault", "400/422 (bad payload): no retry, dead at once with status and body")
 def test_400_fails_at_once_with_the_body_excerpt(tmp_path: Path, receiver: Receiver) -> None:
     """S12: a 4xx other than 408/410/425/429 fails at once; the reason shows status and body."""
     receiver.answer("/hook", Reply(422, body=b"bad payload\nline two"))
@@ -179,6 +307,7 @@ def test_400_fails_at_once_with_the_body_excerpt(tmp_path: Path, receiver: Recei
     flow.close()
     [row] = rows(flow)
     assert row.status == "failed" and row.attempts == 1
+    count_dead("S12", 1, flow)
     assert "HTTP 422" in (row.last_error or "") and "bad payload\\nline two" in (
         row.last_error or ""
     )
@@ -201,9 +330,11 @@ def test_dropped_connection_is_retried(tmp_path: Path, receiver: Receiver) -> No
     assert len({r.webhook_id for r in receiver.requests}) == 1 and len(receiver.requests) == 2
 
 
+@case("S9", "fault", "receiver slower than the timeout but processing: retried, same id")
 def test_slow_receiver_times_out_and_never_delays_another_sink(tmp_path: Path) -> None:
     """S9: a receiver slower than the timeout is a retryable failure; meanwhile a healthy
-    sink's delivery completes while the slow one is still held."""
+    sink's delivery completes while the slow one is still held; the retry carries the same
+    id, so the receiver that did process the first request sees one duplicate it can drop."""
     release = threading.Event()
     with running(SECRETS) as slow, running(SECRETS) as fast:
         slow.answer("/hook", Reply(hold=release))
@@ -221,6 +352,24 @@ def test_slow_receiver_times_out_and_never_delays_another_sink(tmp_path: Path) -
     by_sink = {r.sink: r for r in rows(flow)}
     assert by_sink["fast"].status == "delivered"
     assert by_sink["slow"].status == "pending" and "timeout" in (by_sink["slow"].last_error or "")
+    retry_at = by_sink["slow"].next_attempt_at
+    assert retry_at is not None
+    with running(SECRETS) as slow_again:  # the same receiver, answering in time now
+        sinks = webhook_sink(slow_again.url(), "slow", ", timeout: 1s")
+        sinks += webhook_sink(fast.url(), "fast")
+        (tmp_path / "monitor.yaml").write_text(
+            (tmp_path / "monitor.yaml").read_text().replace(slow.url(), slow_again.url())
+        )
+        again = make_flow(tmp_path, sinks, notify="[slow, fast]")
+        again.clock.now = retry_at
+        again.pipeline.deliver_due()
+        again.close()
+        ids = [r.webhook_id for r in slow.requests + slow_again.requests]
+    assert {r.sink: r.status for r in rows(again)} == {"slow": "delivered", "fast": "delivered"}
+    assert len(ids) == 2 and len(set(ids)) == 1  # processed twice, under one webhook-id
+    tally("S9", expected_hits={"summit"}, stored_hits=["summit"],
+          expected_ids={by_sink["slow"].id, by_sink["fast"].id},
+          received=[(i, "slow") for i in ids] + [(by_sink["fast"].id, "fast")])  # fmt: skip
 
 
 def test_private_address_is_refused_at_connect_without_opt_in(

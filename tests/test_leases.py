@@ -86,3 +86,15 @@ def test_concurrent_claimers_never_share_a_source(store: Store) -> None:
         t.join(timeout=60)
     claimed = [key for keys in got.values() for key in keys]
     assert sorted(claimed) == NAMES  # every source once, none twice
+
+
+def test_reclaim_own_takes_back_a_lease_left_by_a_failed_write(store: Store) -> None:
+    """A poll whose write failed leaves our own lease behind (renewed by the renew job);
+    the next poll tick, which never asks for a source in flight, claims it again with a new
+    token, so the source is not stranded; another replica still may not."""
+    (first,) = claim_sources(store, "a", NOW, NAMES[:1])
+    renew(store, "a", NOW)
+    assert claim_sources(store, "a", NOW, NAMES[:1]) == []  # the default: leased is leased
+    assert claim_sources(store, "b", NOW, NAMES[:1], reclaim_own=True) == []
+    (again,) = claim_sources(store, "a", NOW, NAMES[:1], reclaim_own=True)
+    assert again.token > first.token and again.taken_over_from is None

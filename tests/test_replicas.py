@@ -36,7 +36,9 @@ from feedserver import FeedServer, GrowingFeeds, item, rss
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 
+from casebook import case, figure
 from conftest import run_monitor
+from faultkit import quantile, tally
 from flows import NEW_SECRET
 from receivers import Receiver, running
 
@@ -279,6 +281,8 @@ def print_table(figures: dict[str, Any]) -> None:
         print(f"  {key:<{width}}  {value}")
 
 
+@case("S17", "fault", "replicas race on the same feeds: <= 1 fetch per feed per due period")
+@case("S18", "fault", "a replica frozen past its lease: taken over, its late write fenced off")
 def test_three_replicas_survive_kill_and_freeze(
     pg_url: str, feeds: GrowingFeeds, tmp_path: Path
 ) -> None:
@@ -297,13 +301,18 @@ def test_three_replicas_survive_kill_and_freeze(
         a = Replica("a", config, tmp_path / "a.log", env)
         b = Replica("b", config, tmp_path / "b.log", {**env, "MONITOR_PAUSE_AT": "after_fetch"})
         c = Replica("c", config, tmp_path / "c.log", env)
+        connections = ConnectionSampler(db)
         try:
             figures = run_scenario(a, b, c, feeds, db, receiver)
         finally:
+            connections.stop()
             for replica in (a, b, c):
                 replica.kill()
             db.engine.dispose()
+        figures["postgresql_connections_max"] = connections.max
+        report_figures(figures, receiver)
     figures["wall_time_s"] = round(time.monotonic() - started, 1)
+    del figures["_expected_urls"], figures["_stored"]
     print_table(figures)
     (tmp_path / "replica-figures.json").write_text(json.dumps(figures, indent=2))
 
@@ -319,6 +328,52 @@ def test_three_replicas_survive_kill_and_freeze(
     assert figures["lease_lost_log_lines_frozen"] >= 1
     assert figures["lease_takeovers"] >= 2  # the frozen replica's and the killed one's
     assert figures["exit_codes_after_sigterm"] == [0, 0]
+
+
+class ConnectionSampler:
+    """The replicas' PostgreSQL connections, sampled twice a second (3(c) 10: the max)."""
+
+    def __init__(self, db: Database):
+        self.db, self.max = db, 0
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stopping.wait(0.5):
+            try:
+                [(n,)] = self.db.rows("SELECT count(*) FROM pg_stat_activity"
+                                      " WHERE datname = current_database()"
+                                      " AND pid <> pg_backend_pid()")  # fmt: skip
+            except Exception:  # a sample lost to a busy server is not a figure
+                continue
+            self.max = max(self.max, int(n))
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=10)
+
+
+def report_figures(figures: dict[str, Any], receiver: Receiver) -> None:
+    """The replica figures in the reliability report (RELIABILITY 3(c) 3, 4, 7, 10)."""
+    for name in ("max_fetches_per_feed_per_due_period", "min_gap_s", "gap_bound_s",
+                 "hits_expected", "hits_stored", "hits_duplicated", "duplicate_receptions",
+                 "duplicates_with_another_id", "fencing_rejections_frozen",
+                 "lease_lost_log_lines_frozen", "lease_takeovers"):  # fmt: skip
+        figure("replicas", f"S17/S18 {name}", figures.get(name))
+    figure("replicas", "S17 alerts per item (max distinct ids per item)",
+           1 + figures.get("duplicates_with_another_id", 0))  # fmt: skip
+    takeover = figures.get("takeover_after_kill_s", [])
+    figure("crash soak", "lease takeover after kill -9 p50/max s (lease + tick)",
+           f"{quantile(takeover, 0.5):.2f}/{max(takeover, default=float('nan')):.2f}"
+           f" ({LEASE + 0.5:g}) over {len(takeover)} leases")  # fmt: skip
+    figure("resources", "PostgreSQL connections max (3 replicas)",
+           figures.get("postgresql_connections_max"))  # fmt: skip
+    with receiver.changed:
+        received = [(r.webhook_id, r.json["article"]["url"]) for r in receiver.on("/hook")]
+    expected = figures.get("_expected_urls", set())
+    tally("S17/S18", expected_hits=expected, stored_hits=figures.get("_stored", []),
+          expected_ids=set(), received=received, crashes=1)  # fmt: skip
 
 
 def run_scenario(
@@ -341,9 +396,18 @@ def run_scenario(
     eventually(lambda: c.count("poll source=") >= 20, "replica c has stored polls")
     held = eventually(lambda: db.leases(c), "replica c holding a lease")
     c.proc.kill()
+    killed_at = time.monotonic()
     c.proc.wait(timeout=30)
     figures["leases_held_by_killed"] = len(held)
-    eventually(lambda: len(db.taken_over(held)) == len(held), "the killed replica's leases taken")
+    taken_at: dict[str, float] = {}
+
+    def all_taken() -> bool:
+        for name in db.taken_over(held):
+            taken_at.setdefault(name, time.monotonic() - killed_at)
+        return len(taken_at) == len(held)
+
+    eventually(all_taken, "the killed replica's leases taken")
+    figures["takeover_after_kill_s"] = sorted(round(t, 2) for t in taken_at.values())
 
     # Let items arrive a while longer, then freeze the feeds and let everything settle.
     remaining = feeds.started + GROWTH - time.monotonic()
@@ -383,6 +447,7 @@ def run_scenario(
     figures["takeover_log_lines"] = a.count("lease taken over") + b.count("lease taken over")
 
     stored = db.stored_hit_urls()
+    figures["_expected_urls"], figures["_stored"] = expected, stored
     figures |= {
         "items_served": sum(final.values()),
         "hits_expected": len(expected),

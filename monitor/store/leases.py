@@ -49,16 +49,22 @@ class Claim:
 def claim_sources(
     store: Store, owner: str, now: datetime, names: Iterable[str], *,
     lease: timedelta = POLL_LEASE, limit: int = 50, due_only: bool = True,
+    reclaim_own: bool = False,
 ) -> list[Claim]:  # fmt: skip
     """Claim up to ``limit`` configured sources that are due (or all, for ``run --once``)
-    and not leased by anyone."""
+    and not leased by anyone.
+
+    ``reclaim_own``: ``names`` holds no source this replica is polling, so a lease of ours
+    on one of them is left from a poll whose write failed (database away, disk full); take
+    it again now, with a new token, rather than renew it forever and never poll that source.
+    """
     query = select(SourceRow).where(col(SourceRow.name).in_(list(names)))
     if due_only:
         query = query.where(
             (col(SourceRow.next_poll_at) <= now) | col(SourceRow.next_poll_at).is_(None)
         )
     return _claim(store, SourceRow, query.order_by(col(SourceRow.next_poll_at)), "name",
-                  owner, now, lease, limit)  # fmt: skip
+                  owner, now, lease, limit, reclaim_own=reclaim_own)  # fmt: skip
 
 
 def claim_deliveries(
@@ -89,12 +95,14 @@ def claim_alerts(
 
 def _claim(
     store: Store, table: Any, query: Any, key: str, owner: str, now: datetime,
-    lease: timedelta, limit: int,
+    lease: timedelta, limit: int, *, reclaim_own: bool = False,
 ) -> list[Claim]:  # fmt: skip
     claims = []
     with store.writing() as s:
         db_now = database_now(s, now)
         free = (col(table.lease_until).is_(None)) | (col(table.lease_until) < db_now)
+        if reclaim_own:
+            free = free | (col(table.lease_owner) == owner)
         rows = s.exec(query.where(free).limit(limit).with_for_update(skip_locked=True)).all()
         for row in rows:
             previous = row.lease_owner if row.lease_owner not in (None, owner) else None
@@ -123,6 +131,21 @@ def renew(store: Store, owner: str, now: datetime, *, poll_lease: timedelta = PO
                 .where(col(table.lease_owner) == owner)
                 .where(col(table.lease_until) >= db_now)
                 .values(lease_until=db_now + lease)
+            )
+
+
+def release_deliveries(store: Store, owner: str, claims: Iterable[tuple[str, int]]) -> None:
+    """Give back these delivery leases (id, token) if still ours: claimed for a batch that
+    ended before sending them (a retryable failure stops a sink's batch), so that the renew
+    job does not keep them leased, and unsent, for as long as this replica runs."""
+    with store.writing() as s:
+        for delivery, token in claims:
+            s.exec(
+                update(DeliveryRow)
+                .where(col(DeliveryRow.id) == delivery)
+                .where(col(DeliveryRow.lease_owner) == owner)
+                .where(col(DeliveryRow.lease_token) == token)
+                .values(lease_owner=None, lease_until=None)
             )
 
 
