@@ -5,8 +5,8 @@ server in a child process (so its memory is not ours); the pipeline polls
 them all (first pass: 200 + parse + match + store), then again (second pass:
 every feed answers 304). The floor is feedparser alone on the same bytes, in
 one process. The server makes every body before the clock starts, so that
-its CPU is not counted against the pipeline. Also measured: feedparser's sanitizer on/off, and nh3 against
-lxml for HTML -> text.
+its CPU is not counted against the pipeline. Also measured: feedparser's
+sanitizer on/off, and nh3 against lxml for HTML -> text.
 
 Usage: python bench/bench_feeds.py [--feeds 2000] [--items 50]
 Goals (issue #3): first pass <= 60 s, second pass >= 10x cheaper, pipeline
