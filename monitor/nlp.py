@@ -7,19 +7,22 @@ rules that need it stay disabled (``monitor check`` names them).
 
 spaCy's vocabulary keeps every string it has ever seen (DESIGN.md measured
 357 MiB for 1 M strings), so a daemon that runs for months reloads the
-pipeline every ``reload_every`` documents; only the rules that are candidates
+pipeline once its vocabulary holds ``max_new_strings`` more strings than the
+model came with (a bound on documents let a few thousand articles of fresh
+names grow it by 200 MiB); only the rules that are candidates
 for an article (``monitor.presearch``) ever make it run.
 """
 
 from __future__ import annotations
 
+import gc
 import threading
 from pathlib import Path
 from typing import Any
 
 from monitor.errors import ModelError
 
-RELOAD_EVERY = 5000
+MAX_NEW_STRINGS = 100_000  # ~36 MiB of StringStore (DESIGN.md: 357 MiB per million)
 
 
 def _load(model: str) -> Any:
@@ -38,14 +41,14 @@ def _load(model: str) -> Any:
 class EntityRecognizer:
     """Runs one spaCy pipeline's entity components over texts; thread-safe, bounded memory."""
 
-    def __init__(self, model: str, reload_every: int = RELOAD_EVERY):
+    def __init__(self, model: str, max_new_strings: int = MAX_NEW_STRINGS):
         self.model = model
-        self.reload_every = reload_every
+        self.max_new_strings = max_new_strings
         self._lock = threading.Lock()
         self._nlp = _load(model)  # fail now, at config load, not on the first article
         if not self._nlp.pipe_names:
             raise ModelError(model, f"spaCy pipeline {model!r} has no components to find entities")
-        self._docs = 0
+        self._base_strings = len(self._nlp.vocab.strings)
 
     @property
     def strings(self) -> int:
@@ -55,9 +58,12 @@ class EntityRecognizer:
     def __call__(self, text: str) -> list[tuple[int, int, str]]:
         """(start char, end char, label) of every named entity in ``text``."""
         with self._lock:
-            if self._docs >= self.reload_every:
-                self._nlp, self._docs = _load(self.model), 0
-            self._docs += 1
+            if len(self._nlp.vocab.strings) - self._base_strings >= self.max_new_strings:
+                self._nlp = _load(self.model)
+                self._base_strings = len(self._nlp.vocab.strings)
+                # The old pipeline is a reference cycle holding its memory in C, which the
+                # collector's allocation counts never see: free it now, not some day.
+                gc.collect()
             nlp = self._nlp
             nlp.max_length = max(nlp.max_length, len(text) + 1)
             doc = nlp(text)

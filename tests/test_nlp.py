@@ -87,12 +87,12 @@ def test_scope_syntax_errors_name_the_column() -> None:
 
 def test_string_store_stays_bounded(model: str) -> None:
     """Reloading the pipeline every N documents keeps spaCy's StringStore from growing forever."""
-    recognizer = EntityRecognizer(model, reload_every=20)
+    recognizer = EntityRecognizer(model, max_new_strings=1000)
     sizes = []
     for i in range(200):
         recognizer(" ".join(f"word{i}x{j}" for j in range(50)))
         sizes.append(recognizer.strings)
-    assert max(sizes) < 20 * 50 + 2000  # about one reload's worth, not 200 x 50 strings
+    assert max(sizes) < 1000 + 50 + 2000  # at most one bound's worth, not 200 x 50 strings
 
 
 def test_entity_scopes_run_the_model_only_for_candidates(model: str) -> None:

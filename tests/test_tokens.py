@@ -156,15 +156,19 @@ def test_mark_offsets_are_remembered_and_bounded(monkeypatch: pytest.MonkeyPatch
     assert len(sentencizer._offsets) == 1
 
 
-def test_sentencizer_is_rebuilt_every_n_docs() -> None:
-    """The spaCy pipeline is replaced after ``rebuild_every`` docs, bounding its StringStore."""
-    sentencizer = _Sentencizer(rebuild_every=2)
+def test_sentencizer_is_rebuilt_once_its_strings_grow() -> None:
+    """The spaCy pipeline is replaced once it has learnt ``max_new_strings`` new strings,
+    however they came (whole texts or chunks), bounding its StringStore."""
+    sentencizer = _Sentencizer(max_new_strings=5)
     assert sentencizer.starts("One. Two.") == [0, 5]
     first = sentencizer._nlp
-    sentencizer.starts("Three.")
+    sentencizer.starts("One.")  # nothing new: the same pipeline
     assert sentencizer._nlp is first
+    sentencizer.mark_offsets("alpha.beta.gamma.")
+    sentencizer.starts("Delta epsilon zeta eta theta.")
     assert sentencizer.starts("Four. Five.") == [0, 6]
     assert sentencizer._nlp is not first
+    assert len(sentencizer._nlp.vocab.strings) - sentencizer._base_strings < 5 + 8
 
 
 @given(st.text(st.characters(max_codepoint=127), max_size=60), st.integers(0, 60))
