@@ -34,6 +34,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Mapping
 from functools import lru_cache
+from itertools import repeat
 
 import numpy as np
 
@@ -177,13 +178,11 @@ class StoryIndex:
         if sig is None:
             sig = signature(text)
         best, best_score = None, self.threshold
-        candidates: set[str] = set()
-        bands = self._bands
         keys = _band_keys(sig)
-        for band in keys:
-            found = bands.get(band)
-            if found is not None:
-                candidates.update((found,) if isinstance(found, str) else found)
+        candidates: set[str] = set()
+        # map() keeps the 37 lookups in C; only the bands that hold something loop here.
+        for found in filter(None, map(self._bands.get, keys)):
+            candidates.update((found,) if isinstance(found, str) else found)
         for key in candidates:
             score = similarity(sig, self._signatures[key])
             if score >= best_score:
@@ -224,19 +223,27 @@ class StoryIndex:
         self._signatures[key] = sig
         self._stories[key] = story_id
         bands = self._bands
-        for band in keys if keys is not None else _band_keys(sig):
-            found = bands.get(band)
-            if found is None:
-                bands[band] = key
-            else:
-                bands[band] = (found, key) if isinstance(found, str) else (*found, key)
-        while len(self._signatures) > self.capacity:
-            oldest, old = self._signatures.popitem(last=False)
-            del self._stories[oldest]
-            for band in _band_keys(old):
-                found = bands[band]
-                rest = () if found == oldest else tuple(k for k in found if k != oldest)
-                if not rest:
-                    del bands[band]
+        keys = keys if keys is not None else _band_keys(sig)
+        held = list(map(bands.get, keys))
+        if not any(held):  # the usual case: every band is new, filled in C
+            bands.update(zip(keys, repeat(key)))
+        else:
+            for band, found in zip(keys, held, strict=True):
+                if found is None:
+                    bands[band] = key
                 else:
-                    bands[band] = rest[0] if len(rest) == 1 else rest
+                    bands[band] = (found, key) if isinstance(found, str) else (*found, key)
+        while len(self._signatures) > self.capacity:
+            self._evict()
+
+    def _evict(self) -> None:
+        oldest, old = self._signatures.popitem(last=False)
+        del self._stories[oldest]
+        bands = self._bands
+        for band in _band_keys(old):
+            found = bands[band]
+            if isinstance(found, str):
+                del bands[band]  # it can only be ``oldest``
+                continue
+            rest = tuple(k for k in found if k != oldest)
+            bands[band] = rest[0] if len(rest) == 1 else rest
