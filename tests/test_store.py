@@ -4,12 +4,16 @@ plus the SQLite-only settings (pragmas, BEGIN IMMEDIATE, the process lock)."""
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects.sqlite.base import DATETIME
 from sqlmodel import select
 
 from monitor.domain import Article, Hit, Match, PollOutcome, Rule
@@ -22,6 +26,7 @@ from monitor.store.tables import (
     SourceRow,
     SQLModel,
     StoryRow,
+    UTCDateTime,
 )
 
 NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
@@ -211,3 +216,13 @@ def test_a_pruned_story_in_the_index_starts_anew(store: Store) -> None:
         row = s.get(ArticleRow, article_id)
         assert row is not None and row.story_id == new_id
         assert s.get(StoryRow, new_id) is not None
+
+
+@given(st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=9))])))
+def test_sqlite_datetime_text_is_sqlalchemy_s(value: datetime) -> None:
+    """Our one-step SQLite binding writes exactly the text SQLAlchemy's DATETIME writes, so
+    stored times and compared times stay in one format."""
+    dialect = sqlite.dialect()
+    ours = UTCDateTime().bind_processor(dialect)
+    theirs = DATETIME().bind_processor(dialect)
+    assert ours(value) == theirs(value.astimezone(UTC).replace(tzinfo=None))
