@@ -20,7 +20,7 @@ from feedserver import FeedServer, Request, Route
 
 from monitor.errors import FetchError
 from monitor.netguard import is_forbidden_address
-from monitor.sources.fetch import Fetcher, FetchLimits
+from monitor.sources.fetch import DECODE_STEP, Fetcher, FetchLimits, _decoder
 
 LIMITS = FetchLimits(timeout=1.5, connect=1.0, read=1.0, max_bytes=1 << 20)
 
@@ -161,6 +161,22 @@ def test_h7_gzip_bomb_stops_at_decoded_cap(server: FeedServer, fetcher: Fetcher)
     bomb = gzip.compress(b"\0" * (64 << 20), compresslevel=9)
     server.routes["/gzip-bomb"] = lambda r: gzip_response(r, bomb)
     assert reason(fetcher, server.url("/gzip-bomb")) == "body_too_large"
+
+
+def test_h7_decoder_hands_over_one_step_at_a_time() -> None:
+    """H7: a bomb is decoded in pieces of at most DECODE_STEP and stops one byte past the
+    room, so the body never holds much more than the cap (peak RSS < 2 x the cap)."""
+    bomb = gzip.compress(b"\0" * (64 << 20), compresslevel=9)
+    pieces = list(_decoder("t", "gzip").feed(bomb, 1 << 20))
+    assert max(map(len, pieces)) <= DECODE_STEP
+    assert sum(map(len, pieces)) == (1 << 20) + 1
+
+
+def test_gzip_body_of_many_steps_is_decoded_whole(server: FeedServer, fetcher: Fetcher) -> None:
+    """A gzip body that decodes to many DECODE_STEPs comes back byte for byte."""
+    text = b"".join(b"<item>%d</item>" % n for n in range(50_000))  # about 750 KB
+    server.routes["/gz"] = lambda r: gzip_response(r, gzip.compress(text))
+    assert fetcher.fetch("t", server.url("/gz")).body == text
 
 
 def test_h8_stacked_encoding_is_refused(server: FeedServer, fetcher: Fetcher) -> None:
