@@ -171,6 +171,21 @@ def test_f14_duplicate_guids_get_distinct_stable_keys(pool: ParserPool) -> None:
     assert len(set(first)) == 2 and first == again
 
 
+@pytest.mark.parametrize("cut", [150, 200, 300])
+def test_h5_feed_cut_inside_an_entry_is_refused(pool: ParserPool, cut: int) -> None:
+    """H5: a body that ends inside an item (a short Content-Length) is ``truncated_feed``,
+    never a half entry whose GUID would then count as seen."""
+    body = rss([item(1), item(2)])
+    assert error(pool, body[:cut]) == "truncated_feed"
+
+
+@pytest.mark.parametrize("ending", [b"</rss", b"</channel>", b""])
+def test_feed_missing_only_its_closing_tags_still_parses(pool: ParserPool, ending: bytes) -> None:
+    """A document whose entries are all complete but whose end is missing or cut still parses."""
+    body = rss([item(1), item(2)]).replace(b"</channel></rss>", ending)
+    assert [e.guid for e in parse(pool, body).entries] == ["urn:item:1", "urn:item:2"]
+
+
 def test_f16_no_guid_no_link_keys_on_content(pool: ParserPool) -> None:
     """F16: with no GUID and no link the key is a hash of title and content."""
     one = {"title": "Alpha", "description": "one"}
