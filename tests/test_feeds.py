@@ -128,12 +128,17 @@ def test_h20_backoff_then_failing_then_recovery(server: FeedServer, make) -> Non
 def test_h21_404_is_an_error_and_410_is_flagged_gone(
     server: FeedServer, make, status: int, expected: str
 ) -> None:
-    """H21: 404 and 410 are feed errors; 410 is flagged `gone` for the operator."""
+    """H21: 404 and 410 are feed errors; 410 is flagged `gone` and backs off slowly (daily)."""
     server.routes["/x"] = lambda r: r.send(status, b"")
-    pipeline, store, _ = make("/x")
+    pipeline, store, clock = make("/x")
     (summary,) = pipeline.poll_all()
     assert summary.error and summary.error.startswith(f"http_{status}")
     assert row(store, "x").status == expected
+    wait = row(store, "x").next_poll_at.replace(tzinfo=UTC) - clock.now
+    if status == 410:  # gone: still polled, but slowly (about daily)
+        assert timedelta(hours=19) <= wait <= timedelta(hours=24)
+    else:  # an ordinary error: the 1 m interval, ±20 % jitter
+        assert timedelta(seconds=47) <= wait <= timedelta(seconds=73)
 
 
 @pytest.mark.parametrize(
