@@ -15,9 +15,12 @@ and the neighbour still stores its item, its hit and its alert.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
+import re
 import socket
+import tempfile
 import threading
 import time
 from collections import defaultdict
@@ -32,6 +35,7 @@ from feedserver import FeedServer, item, rss
 from sandbox import ChildFigures, measure_from_here, run_isolated
 from sqlalchemy import text
 
+from casebook import BOOK, figure, measured
 from flows import Clock
 from monitor.config import load_config
 from monitor.logs import TextFormatter
@@ -39,6 +43,7 @@ from monitor.pipeline import Pipeline
 from monitor.sinks.console import ConsoleSink
 from monitor.sources.fetch import Resolver, system_resolve
 from monitor.store import Store
+from monitor.wiring import build_sinks
 
 # Short deadlines keep the suite fast; every bound a test checks is one of these.
 FETCH = {"timeout": "3s", "connect_timeout": "1s", "read_timeout": "1s", "parse_timeout": "2s",
@@ -90,13 +95,19 @@ class FeedPair:
         self, root: Path, server: FeedServer, hostile_url: str, *,
         fetch: dict[str, str] | None = None, resolve: Resolver = system_resolve,
         interval: str = "1m", watchlist: str = WATCHLIST, hostile_allow_private: bool = True,
+        sinks: str = "", database_url: str | None = None,
     ):  # fmt: skip
+        """``sinks``: YAML entries for sinks beside the console (every rule notifies all)."""
         serve_healthy(server)
         (root / "watchlists").mkdir(parents=True, exist_ok=True)
         (root / "watchlists" / "w.yaml").write_text(watchlist)
         settings = ", ".join(f"{k}: {v}" for k, v in {**FETCH, **(fetch or {})}.items())
+        database = database_url or f"sqlite:///{root / 'm.db'}"
+        names = ["console", *re.findall(r"name: ([\w-]+)", sinks)]
         (root / "monitor.yaml").write_text(
-            f"database: sqlite:///{root / 'm.db'}\nwatchlists: [watchlists/*.yaml]\n"
+            f"database: {database}\nwatchlists: [watchlists/*.yaml]\n"
+            f"sinks:\n  - {{name: console, type: console}}\n{sinks}"
+            f"defaults: {{notify: [{', '.join(names)}]}}\n"
             "sources:\n  feeds:\n"
             f"    - {{name: hostile, url: '{hostile_url}', interval: {interval}, "
             f"allow_private: {str(hostile_allow_private).lower()}}}\n"
@@ -108,8 +119,8 @@ class FeedPair:
         self.store = Store(self.config.database_url)
         self.clock = Clock(datetime.now(UTC))
         self.console = io.StringIO()
-        sinks = {"console": ConsoleSink(file=self.console)}
-        self.pipeline = Pipeline(self.config, self.store, sinks, self.clock, resolve=resolve)
+        built = {**build_sinks(self.config), "console": ConsoleSink(file=self.console)}
+        self.pipeline = Pipeline(self.config, self.store, built, self.clock, resolve=resolve)
         self._walls: dict[str, float] = {}
         real_poll = self.pipeline.poll_feed
 
@@ -202,6 +213,48 @@ def poll_isolated(
         lambda: poll_once(root, server, hostile_url, **options),
         address_space_mib=address_space_mib,
     )
+
+
+@functools.cache
+def baseline_figures() -> ChildFigures:
+    """A sandboxed poll whose hostile feed is a plain 404: what any poll costs (once per run)."""
+    server = FeedServer().start()
+    try:
+        server.routes["/404"] = lambda r: r.send(404, b"")
+        with tempfile.TemporaryDirectory() as root:
+            _, figures = poll_isolated(Path(root), server, server.url("/404"))
+    finally:
+        server.stop()
+    figure("hostile inputs", "plain poll (baseline): RSS growth / parse worker peak RSS, MiB",
+           f"{figures.rss_growth_mib} / {figures.workers_peak_rss_mib}")  # fmt: skip
+    return figures
+
+
+def record_poll(
+    poll: Poll, figures: ChildFigures | None = None, rss: float | None = None, **bounds: float
+) -> None:
+    """Attach the hostile feed's wall time and bytes read to the running case and, when
+    sandboxed, the RSS its row bounds (``rss``; the poll's growth by default), the parse
+    workers' peak and the child's fds, which must not grow."""
+    values: dict[str, object] = {"wall_s": poll.hostile.wall_s}
+    values["bytes_read"] = poll.hostile.bytes_read
+    if figures is not None:
+        values.update(peak_rss_mib=figures.rss_growth_mib if rss is None else round(rss, 1),
+                      rss_growth_mib=figures.rss_growth_mib, peak_rss_abs_mib=figures.peak_rss_mib,
+                      workers_peak_rss_mib=figures.workers_peak_rss_mib,
+                      fds=f"{figures.fds_before} -> {figures.fds_after}",
+                      forbidden_connects=figures.forbidden_connects)  # fmt: skip
+        assert figures.fds_after <= figures.fds_before, "the case left file descriptors open"
+        assert figures.forbidden_connects == 0
+    measured(**values, **bounds, healthy_wall_s=poll.healthy.wall_s)
+
+
+def record_sentinel_check(leaks: int) -> None:
+    """3(c) 8: one more sentinel-file check, and how many places its content leaked to."""
+    safety = BOOK.figures.get("safety", {})
+    figure("safety", "sentinel-file checks", safety.get("sentinel-file checks", 0) + 1)
+    total = safety.get("sentinel-file content leaks", 0) + leaks
+    figure("safety", "sentinel-file content leaks", total)
 
 
 def assert_feed_error(poll: Poll, reason: str | tuple[str, ...]) -> None:

@@ -29,11 +29,13 @@ from feedserver import FeedServer, Request, Route, item, rss
 from hostile import (
     INTERVAL_S,
     FeedPair,
-    Poll,
     assert_feed_error,
     assert_neighbour_unharmed,
+    baseline_figures,
     poll_isolated,
     poll_once,
+    record_poll,
+    record_sentinel_check,
 )
 from hostile_routes import (
     MIB,
@@ -48,49 +50,15 @@ from hostile_routes import (
     trickle,
 )
 from hostile_rows import row, row_param
-from sandbox import ChildFigures
 
 import conftest
-from casebook import figure, measured
+from casebook import measured
 
 pytestmark = pytest.mark.reliability
 
 DEADLINE_S, READ_S, CONNECT_S = 3.0, 1.0, 1.0
 CAP = 10 * MIB  # fetch.max_bytes, the default
 MARGIN_S = 2.0  # generous: a loaded CI machine, never a speed assertion
-
-
-@pytest.fixture(scope="module")
-def baseline(tmp_path_factory: pytest.TempPathFactory) -> ChildFigures:
-    """The figures of a sandboxed poll whose hostile feed is a plain 404: what any poll costs."""
-    server = FeedServer().start()
-    try:
-        server.routes["/404"] = lambda r: r.send(404, b"")
-        _, figures = poll_isolated(tmp_path_factory.mktemp("baseline"), server, server.url("/404"))
-    finally:
-        server.stop()
-    figure("hostile inputs", "baseline poll: RSS growth / parse worker peak RSS (MiB)",
-           f"{figures.rss_growth_mib} / {figures.workers_peak_rss_mib}")  # fmt: skip
-    return figures
-
-
-def measure(
-    poll: Poll, figures: ChildFigures | None = None, rss: float | None = None, **bounds: float
-) -> None:
-    """Attach the hostile feed's wall time and bytes read to the case and, when sandboxed, the
-    RSS its row bounds (``rss``; the poll's growth by default) and the child's fds."""
-    values: dict[str, object] = {
-        "wall_s": poll.hostile.wall_s,
-        "bytes_read": poll.hostile.bytes_read,
-    }
-    if figures is not None:
-        values.update(peak_rss_mib=figures.rss_growth_mib if rss is None else round(rss, 1),
-                      rss_growth_mib=figures.rss_growth_mib, peak_rss_abs_mib=figures.peak_rss_mib,
-                      fds=f"{figures.fds_before} -> {figures.fds_after}",
-                      forbidden_connects=figures.forbidden_connects)  # fmt: skip
-        assert figures.fds_after <= figures.fds_before, "the case left file descriptors open"
-        assert figures.forbidden_connects == 0
-    measured(**values, **bounds, healthy_wall_s=poll.healthy.wall_s)
 
 
 # --- deadlines and timeouts ----------------------------------------------------------------
@@ -106,7 +74,7 @@ def test_h1_slow_loris_body_is_cut_at_the_total_deadline(
     assert_feed_error(poll, "deadline_exceeded")
     assert DEADLINE_S - 0.1 <= poll.hostile.wall_s <= DEADLINE_S + MARGIN_S
     assert poll.hostile.bytes_read < 1024  # headers and a few trickled bytes
-    measure(poll, deadline_s=DEADLINE_S, byte_cap=CAP)
+    record_poll(poll, deadline_s=DEADLINE_S, byte_cap=CAP)
 
 
 @row("H2")
@@ -116,7 +84,7 @@ def test_h2_silent_server_is_a_read_timeout(tmp_path: Path, server: FeedServer) 
     poll = poll_once(tmp_path, server, server.url("/slow-headers"))
     assert_feed_error(poll, "read_timeout")
     assert poll.hostile.wall_s <= READ_S + MARGIN_S
-    measure(poll, deadline_s=READ_S)
+    record_poll(poll, deadline_s=READ_S)
 
 
 @pytest.fixture
@@ -140,7 +108,7 @@ def test_h3_full_backlog_is_a_connect_timeout(
     poll = poll_once(tmp_path, server, f"http://127.0.0.1:{full_backlog}/feed")
     assert_feed_error(poll, "connect_timeout")
     assert poll.hostile.wall_s <= CONNECT_S + MARGIN_S
-    measure(poll, deadline_s=CONNECT_S)
+    record_poll(poll, deadline_s=CONNECT_S)
 
 
 @row("H3")
@@ -166,7 +134,7 @@ def test_h4_endless_body_stops_at_the_cap(tmp_path: Path, server: FeedServer) ->
     assert_feed_error(poll, "body_too_large")
     assert CAP < poll.hostile.bytes_read <= CAP + MIB  # one read past the cap, no more
     assert figures.rss_growth_mib < 64
-    measure(poll, figures, byte_cap=CAP, rss_cap_mib=64, deadline_s=DEADLINE_S)
+    record_poll(poll, figures, byte_cap=CAP, rss_cap_mib=64, deadline_s=DEADLINE_S)
 
 
 @row("H6")
@@ -178,13 +146,11 @@ def test_h6_endless_chunked_body_stops(tmp_path: Path, server: FeedServer) -> No
     assert poll.hostile.bytes_read <= CAP + MIB
     assert poll.hostile.wall_s <= DEADLINE_S + MARGIN_S
     assert figures.rss_growth_mib < 64
-    measure(poll, figures, byte_cap=CAP, rss_cap_mib=64, deadline_s=DEADLINE_S)
+    record_poll(poll, figures, byte_cap=CAP, rss_cap_mib=64, deadline_s=DEADLINE_S)
 
 
 @row("H7")
-def test_h7_gzip_bomb_stops_at_the_decoded_cap(
-    tmp_path: Path, server: FeedServer, baseline: ChildFigures
-) -> None:
+def test_h7_gzip_bomb_stops_at_the_decoded_cap(tmp_path: Path, server: FeedServer) -> None:
     """H7: 1 GiB of zeros in 1.04 MB of gzip is body_too_large at the 10 MiB decoded cap, read
     from a small part of the wire, costing less than 2 x the cap over a plain poll."""
     bomb = gzip_bomb()
@@ -193,24 +159,23 @@ def test_h7_gzip_bomb_stops_at_the_decoded_cap(
     assert_feed_error(poll, "body_too_large")
     assert "decoded" in (poll.hostile.error or "")
     assert poll.hostile.bytes_read < len(bomb) // 2  # stopped long before the wire ran out
-    extra = max(0.0, figures.rss_growth_mib - baseline.rss_growth_mib)
+    extra = max(0.0, figures.rss_growth_mib - baseline_figures().rss_growth_mib)
     assert extra < 2 * CAP / MIB, f"{extra:.1f} MiB over a plain poll"
-    measure(poll, figures, extra, byte_cap=CAP, rss_cap_mib=2 * CAP // MIB, deadline_s=DEADLINE_S)
+    record_poll(poll, figures, extra, byte_cap=CAP, rss_cap_mib=2 * CAP // MIB,
+                deadline_s=DEADLINE_S)  # fmt: skip
     measured(wire_bytes=len(bomb), rss_measure="growth over a plain poll (baseline)")
 
 
 @row("H8")
-def test_h8_stacked_gzip_is_refused_before_decoding(
-    tmp_path: Path, server: FeedServer, baseline: ChildFigures
-) -> None:
+def test_h8_stacked_gzip_is_refused_before_decoding(tmp_path: Path, server: FeedServer) -> None:
     """H8: the 1,827-byte 'gzip, gzip' bomb is stacked_encoding with nothing decoded."""
     bomb = gzip_gzip_bomb()
     server.routes["/gzip-gzip"] = encoded(bomb, "gzip, gzip")
     poll, figures = poll_isolated(tmp_path, server, server.url("/gzip-gzip"))
     assert_feed_error(poll, "stacked_encoding")
-    extra = max(0.0, figures.rss_growth_mib - baseline.rss_growth_mib)
+    extra = max(0.0, figures.rss_growth_mib - baseline_figures().rss_growth_mib)
     assert extra < 8, f"{extra:.1f} MiB over a plain poll: something was decoded"
-    measure(poll, figures, extra, byte_cap=CAP, rss_cap_mib=8, deadline_s=DEADLINE_S)
+    record_poll(poll, figures, extra, byte_cap=CAP, rss_cap_mib=8, deadline_s=DEADLINE_S)
     measured(wire_bytes=len(bomb), rss_measure="growth over a plain poll (baseline)")
 
 
@@ -267,7 +232,7 @@ def test_hostile_response_is_that_feeds_error(
     assert_feed_error(poll, reason)
     assert poll.stored["articles"].get("hostile", 0) == 0  # no partial parse
     assert poll.hostile.wall_s <= DEADLINE_S + MARGIN_S
-    measure(poll, deadline_s=DEADLINE_S, byte_cap=CAP)
+    record_poll(poll, deadline_s=DEADLINE_S, byte_cap=CAP)
 
 
 # --- redirects and where they may lead -------------------------------------------------------
@@ -281,7 +246,7 @@ def test_h11_redirect_loop_stops_after_five_hops(tmp_path: Path, server: FeedSer
     poll = poll_once(tmp_path, server, server.url("/a"))
     assert_feed_error(poll, "too_many_redirects")
     assert server.counts["/a"] + server.counts["/b"] == 6
-    measure(poll, deadline_s=DEADLINE_S)
+    record_poll(poll, deadline_s=DEADLINE_S)
 
 
 @row("H12")
@@ -292,7 +257,7 @@ def test_h12_long_redirect_chain_stops_after_five(tmp_path: Path, server: FeedSe
     poll = poll_once(tmp_path, server, server.url("/hop/0"))
     assert_feed_error(poll, "too_many_redirects")
     assert sum(n for path, n in server.counts.items() if path.startswith("/hop/")) == 6
-    measure(poll, deadline_s=DEADLINE_S)
+    record_poll(poll, deadline_s=DEADLINE_S)
 
 
 @pytest.mark.parametrize("scheme", ["file", "ftp", "gopher", "data"])
@@ -312,16 +277,6 @@ def test_h13_redirect_to_another_scheme_is_refused(
     leaks = sum("SENTINEL-H13" in text for text in (poll.stored["text"], poll.alerts, *poll.logs))
     record_sentinel_check(leaks)
     assert leaks == 0
-
-
-def record_sentinel_check(leaks: int) -> None:
-    """3(c) 8: one more sentinel-file check, and how many places its content leaked to."""
-    from casebook import BOOK
-
-    safety = BOOK.figures.get("safety", {})
-    figure("safety", "sentinel-file checks", safety.get("sentinel-file checks", 0) + 1)
-    figure("safety", "sentinel-file content leaks", safety.get("sentinel-file content leaks", 0)
-           + leaks)  # fmt: skip
 
 
 @row("H14")
@@ -395,7 +350,7 @@ def test_h22_self_signed_certificate_is_a_tls_error(
     poll = poll_once(tmp_path, server, f"https://127.0.0.1:{port}/feed")
     assert_feed_error(poll, "tls_error")
     assert len(handshakes) == 1  # no second, insecure attempt
-    measure(poll, deadline_s=DEADLINE_S)
+    record_poll(poll, deadline_s=DEADLINE_S)
 
 
 # --- schedule rows: 304, Retry-After, backoff, gone -----------------------------------------
