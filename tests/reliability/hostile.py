@@ -241,6 +241,7 @@ def record_poll(
     if figures is not None:
         values.update(peak_rss_mib=figures.rss_growth_mib if rss is None else round(rss, 1),
                       rss_growth_mib=figures.rss_growth_mib, peak_rss_abs_mib=figures.peak_rss_mib,
+                      py_heap_peak_mib=figures.py_heap_peak_mib,
                       workers_peak_rss_mib=figures.workers_peak_rss_mib,
                       fds=f"{figures.fds_before} -> {figures.fds_after}",
                       forbidden_connects=figures.forbidden_connects)  # fmt: skip

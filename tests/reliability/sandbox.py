@@ -7,9 +7,15 @@ budget, runs the case, and sends back the case's result with its figures:
 - peak RSS: ``VmHWM`` after the case, with the high-water mark reset just
   before it (``/proc/self/clear_refs``), so the parent's memory, which the
   child shares, is not charged to the case; ``rss_growth_mib`` is that peak
-  minus the RSS the case started from;
-- the largest RSS of the child's own children (the parse workers), from
-  ``getrusage(RUSAGE_CHILDREN)`` once they are reaped;
+  minus the RSS the case started from (after a ``malloc_trim``). That is a
+  lower bound: the child inherits the parent's heap, and allocations may land
+  on pages the parent freed but still holds, so also
+- the peak of Python's own allocations during the case (``tracemalloc``,
+  every thread), which counts every buffer whatever pages it lands on;
+- the largest peak RSS of the parse workers, read from each worker's
+  ``/proc/<pid>/status`` just before it is stopped or killed (not
+  ``RUSAGE_CHILDREN``: Linux folds the forking process's high-water mark into
+  a spawned child's ``ru_maxrss`` at exec, so it never reads below the child);
 - open file descriptors before and after, and the connects the network
   guard refused inside the child (the parent's guard cannot see them).
 
@@ -20,6 +26,8 @@ instead of an exhausted machine.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import gc
 import os
 import pickle
@@ -28,6 +36,7 @@ import select
 import signal
 import time
 import traceback
+import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing import resource_tracker
@@ -42,7 +51,8 @@ class ChildFigures:
     wall_s: float  # from the start of the measured part to its end
     peak_rss_mib: float  # the child's VmHWM during the measured part
     rss_growth_mib: float  # that peak minus the RSS the measured part started from
-    workers_peak_rss_mib: float  # the largest reaped child of the child (parse workers)
+    py_heap_peak_mib: float  # the peak of Python allocations during the measured part
+    workers_peak_rss_mib: float  # the largest parse worker's VmHWM (0: no worker ran)
     fds_before: int  # when the child started, before the case's setup
     fds_after: int  # after the case's teardown
     forbidden_connects: int
@@ -56,25 +66,53 @@ class ChildFailed(AssertionError):
 _start: dict[str, float] = {}  # set in the child by measure_from_here()
 
 
-def _status(field: str) -> float:
-    """A ``kB`` field of /proc/self/status, in MiB."""
-    with open("/proc/self/status") as f:
+def _status(field: str, pid: int | str = "self") -> float:
+    """A ``kB`` field of /proc/<pid>/status, in MiB."""
+    with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     raise KeyError(field)
 
 
+def _watch_parse_workers() -> list[float]:
+    """Record each parse worker's peak RSS as the pool stops or kills it."""
+    from monitor.sources import parse
+
+    peaks: list[float] = []
+    for name in ("kill", "stop"):
+        real = getattr(parse._Worker, name)
+
+        def watched(worker: Any, real: Any = real) -> None:
+            with contextlib.suppress(OSError, KeyError, TypeError):  # already gone
+                peaks.append(_status("VmHWM", worker.process.pid))
+            real(worker)
+
+        setattr(parse._Worker, name, watched)
+    return peaks
+
+
 def _fds() -> int:
     return len(os.listdir("/proc/self/fd"))
+
+
+def _trim_heap() -> None:
+    """Give free heap pages back (glibc ``malloc_trim``): the child inherits the parent's heap,
+    and allocations that land on freed but still resident pages would not show as growth."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def measure_from_here() -> None:
     """Start the measured part of a case (after its setup). A no-op outside a child."""
     if "child" not in _start:
         return
+    gc.collect()
+    _trim_heap()
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
+    tracemalloc.stop()
+    tracemalloc.start()
     _start.update(rss=_status("VmRSS"), at=time.monotonic())
 
 
@@ -134,17 +172,21 @@ def _run_child(case: Callable[[], Any], address_space_mib: int) -> tuple[str, An
     # The resource tracker is a process-wide helper the first spawned worker starts: count
     # it in the baseline, so fds_after - fds_before is what the case left open.
     resource_tracker.ensure_running()
+    worker_peaks = _watch_parse_workers()
     _start.update(child=1.0, fds=_fds())
     measure_from_here()  # a case without setup is measured from the start
     result = case()
     gc.collect()  # objects the case dropped in reference cycles close their fds now
     wall = time.monotonic() - _start["at"]
     peak = _status("VmHWM")
-    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    py_peak = tracemalloc.get_traced_memory()[1] / MIB
+    tracemalloc.stop()
+    workers = max(worker_peaks, default=0.0)
     figures = ChildFigures(
         wall_s=round(wall, 3),
         peak_rss_mib=round(peak, 1),
         rss_growth_mib=round(peak - _start["rss"], 1),
+        py_heap_peak_mib=round(py_peak, 2),
         workers_peak_rss_mib=round(workers, 1),
         fds_before=int(_start["fds"]),
         fds_after=_fds(),
