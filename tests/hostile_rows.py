@@ -81,7 +81,7 @@ FOLDER = {
     "L6": "file name with a newline / invalid UTF-8: handled, log escaped",
     "L7": "10,000 files dropped at once: each ingested exactly once",
     "L8": "same content re-saved 5 times / touched: 0 new items",
-    "L9": "file deleted before it is read; unreadable file: no crash, retried, logged",
+    "L9": "file deleted before it is read; unreadable (EACCES) file: no crash, retried, logged",
 }
 CONFIG = {
     "C1": "invalid YAML at start-up: exit 2 before touching the DB, with file:line:col",

@@ -455,7 +455,6 @@ def test_symlink_to_fifo_is_never_opened(tmp_path: Path, no_hang: None, opened: 
     assert opened == []
 
 
-@row("L9")
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads mode-000 files")
 def test_mode_000_file_is_skipped_then_retried(tmp_path: Path) -> None:
     """A mode-000 file is skipped as ``unreadable`` and read once readable again (L9)."""
