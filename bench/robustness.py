@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -35,16 +36,22 @@ def over_caps(article) -> list[str]:  # type: ignore[no-untyped-def]
     return bad
 
 
-def main(corpus: Path) -> int:
-    if not corpus.is_dir():
-        print(f"robustness: {corpus} not found; skipped")
-        return 0
+@dataclass
+class CorpusReport:
+    files: int = 0
+    entries: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)  # ok, not_a_feed, feed errors
+    escaped: list[str] = field(default_factory=list)  # exceptions past the feed boundary
+    capped: list[str] = field(default_factory=list)  # fields over their caps
+    seconds: float = 0.0
+
+
+def check_corpus(corpus: Path) -> CorpusReport:
+    """Every file of ``corpus`` through the parse workers and normalise (the reliability
+    suite's F6 and corpus figure use this too)."""
     files = sorted(p for p in corpus.rglob("*") if p.is_file() and p.suffix != ".md")
+    report = CorpusReport(files=len(files))
     pool = ParserPool(2, timeout=10.0)
-    reasons: Counter[str] = Counter()
-    escaped: list[str] = []
-    capped: list[str] = []
-    entries = 0
     started = time.perf_counter()
     now = datetime.now(UTC)
     try:
@@ -54,25 +61,33 @@ def main(corpus: Path) -> int:
                 feed = pool.parse(path.name, path.read_bytes(), headers)
                 articles = normalise_feed(path.name, feed, now)
             except SourceError as e:
-                reasons[e.reason] += 1
+                report.reasons[e.reason] += 1
                 continue
             except Exception as e:  # the count we report: it must stay 0
-                escaped.append(f"{path}: {type(e).__name__}: {e}")
+                report.escaped.append(f"{path}: {type(e).__name__}: {e}")
                 continue
-            reasons["ok" if feed.version or feed.entries else "not_a_feed"] += 1
-            entries += len(articles)
-            capped += [f"{path}: {f}" for a in articles for f in over_caps(a)]
+            report.reasons["ok" if feed.version or feed.entries else "not_a_feed"] += 1
+            report.entries += len(articles)
+            report.capped += [f"{path}: {f}" for a in articles for f in over_caps(a)]
     finally:
         pool.close()
-    elapsed = time.perf_counter() - started
-    print(f"files: {len(files)}  entries: {entries}  time: {elapsed:.1f}s")
-    for reason, n in reasons.most_common():
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def main(corpus: Path) -> int:
+    if not corpus.is_dir():
+        print(f"robustness: {corpus} not found; skipped")
+        return 0
+    report = check_corpus(corpus)
+    print(f"files: {report.files}  entries: {report.entries}  time: {report.seconds:.1f}s")
+    for reason, n in report.reasons.most_common():
         print(f"  {reason:28} {n}")
-    print(f"escaped exceptions: {len(escaped)}")
-    print(f"fields over cap:    {len(capped)}")
-    for line in (escaped + capped)[:20]:
+    print(f"escaped exceptions: {len(report.escaped)}")
+    print(f"fields over cap:    {len(report.capped)}")
+    for line in (report.escaped + report.capped)[:20]:
         print("  " + line)
-    return 1 if escaped or capped else 0
+    return 1 if report.escaped or report.capped else 0
 
 
 if __name__ == "__main__":

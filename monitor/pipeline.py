@@ -261,7 +261,9 @@ class Pipeline:
         errors = claim.errors + 1
         status_code = e.status_code if isinstance(e, FetchError) else None
         hint = schedule.parse_retry_after(e.retry_after, now) if isinstance(e, FetchError) else None
-        delay = schedule.delay_after_error(errors, self.interval(summary.source), hint)
+        delay = schedule.delay_after_error(
+            errors, self.interval(summary.source), hint, gone=status_code == 410
+        )
         log.warning("poll failed source=%s errors=%d reason=%r next_in=%s",
                     summary.source, errors, summary.error, delay)  # fmt: skip
         outcome = PollOutcome(

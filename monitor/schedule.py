@@ -133,11 +133,20 @@ def delay_after_error(
     interval: timedelta,
     retry_after: timedelta | None = None,
     rng: random.Random | None = None,
+    *,
+    gone: bool = False,
 ) -> timedelta:
-    """Backoff with jitter, but never sooner than the server's Retry-After; 24 h at most."""
+    """Backoff with jitter, but never sooner than the server's Retry-After; 24 h at most.
+
+    A feed that answered 410 Gone (``gone``) is never disabled (G5) but is polled slowly
+    from its first 410: about once a day, jittered downwards so gone feeds do not bunch.
+    """
     delay = backoff(errors, interval, rng)
     if retry_after is not None:
         delay = max(delay, retry_after)
+    if gone:
+        uniform = rng.uniform if rng else random.uniform
+        delay = max(delay, MAX_BACKOFF * (1 - uniform(0, JITTER)))
     return min(delay, MAX_BACKOFF)
 
 

@@ -164,10 +164,40 @@ def print_report(write: Callable[[str], None]) -> None:
     for c in run:
         if c.outcome != "passed":
             write(f"  {c.id:5} {c.outcome:8} {c.title}: {c.reason}")
+    _write_measurements(run, write)
     for section, values in BOOK.figures.items():
         write(f"  [{section}]")
         for name, value in values.items():
             write(f"    {name:50} {value}")
+
+
+def _write_measurements(run: list[Case], write: Callable[[str], None]) -> None:
+    """3(c) 1: per case, wall time against its deadline, peak RSS and bytes read against caps."""
+    rows = []
+    for c in run:
+        parts = [
+            _against("wall", c.wall_s, c.deadline_s, "s"),
+            _against("peak RSS", c.peak_rss_mib, c.rss_cap_mib, "MiB"),
+            _against("read", c.bytes_read, c.byte_cap, "B"),
+        ]
+        if any(parts):
+            rows.append(f"    {c.id:5} " + "  ".join(p for p in parts if p))
+    if rows:
+        write("  [per case: measured / bound]")
+        for row in rows:
+            write(row)
+
+
+def _against(label: str, value: float | None, bound: float | None, unit: str) -> str:
+    if value is None:
+        return ""
+
+    def shown(x: float) -> str:
+        return f"{x:,}" if isinstance(x, int) else f"{x:g}"
+
+    return (
+        f"{label} {shown(value)}" + (f" / {shown(bound)}" if bound is not None else "") + f" {unit}"
+    )
 
 
 def running_under_pytest() -> bool:

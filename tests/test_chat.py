@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hostile_rows import row
 from sqlmodel import select
 
 from casebook import case, figure
@@ -32,6 +33,7 @@ def alert(title: str, url: str | None = "https://news.example/a", snippet: str =
     )  # fmt: skip
 
 
+@row("F22")
 def test_slack_escapes_mentions_and_spoofed_links() -> None:
     """F22: Slack text carries &lt;!everyone&gt;, &lt;https…&gt; and &amp; — no raw control
     sequence from the feed survives."""
@@ -42,6 +44,7 @@ def test_slack_escapes_mentions_and_spoofed_links() -> None:
     assert not re.search(r"<[!@#]|<https?://evil", untrusted)
 
 
+@row("F25")
 def test_discord_escapes_markdown_and_mentions() -> None:
     """F22/F25: no masked link, heading, spoiler or mention survives unescaped."""
     title = "[bank](https://evil) ||spoiler|| # Heading @everyone " + HOSTILE
@@ -50,6 +53,7 @@ def test_discord_escapes_markdown_and_mentions() -> None:
     assert "||spoiler||" not in text and "\\#" in text and "\\@everyone" in text
 
 
+@row("F24")
 def test_link_with_pipe_and_angle_is_percent_encoded_and_only_http() -> None:
     """F24/F23: `|` and `>` in a link are percent-encoded; javascript: and data: are not links."""
     assert safe_link("https://a.example/x|y>z") == "https://a.example/x%7Cy%3Ez"
@@ -57,6 +61,7 @@ def test_link_with_pipe_and_angle_is_percent_encoded_and_only_http() -> None:
     assert safe_link("data:text/html,<b>") is None
 
 
+@row("F26")
 def test_newline_and_bidi_cannot_forge_lines() -> None:
     """F26: a title with `\\n2026-01-01 ERROR forged` and U+202E stays on its own line."""
     title = "Quiet day\n2026-01-01 ERROR forged\u202eevil"
@@ -72,6 +77,7 @@ def _chat_flow(tmp_path: Path, kind: str, url: str):  # type: ignore[no-untyped-
     return make_flow(tmp_path, sinks, notify="[chat]", watchlist=watchlist)
 
 
+@row("F22")
 @pytest.mark.parametrize("kind", ["slack", "discord"])
 def test_hostile_title_over_the_wire(tmp_path: Path, kind: str) -> None:
     """F22 end to end: the receiver gets an escaped Slack text, or Discord content with

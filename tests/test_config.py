@@ -6,6 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from hostile_rows import row
 
 from monitor.config import load_config
 from monitor.errors import ConfigError
@@ -75,6 +76,7 @@ def test_database_url_env_wins(tmp_path: Path) -> None:
     assert config.database_url == "postgresql+psycopg://u@h/db"
 
 
+@row("C2")
 def test_every_error_reported_with_file_and_place(tmp_path: Path) -> None:
     """Bad query, unknown sink, duplicate rule id, unknown key and bad duration, all at once."""
     path = config_with(
@@ -101,6 +103,7 @@ def test_every_error_reported_with_file_and_place(tmp_path: Path) -> None:
         assert any(p.startswith(line) for p in found), (line, found)
 
 
+@row("C1")
 def test_invalid_yaml_names_line_and_column(tmp_path: Path) -> None:
     """A YAML syntax error gives file, line and column."""
     path = config_with(tmp_path, "sources:\n  folders: [\n")
@@ -108,6 +111,7 @@ def test_invalid_yaml_names_line_and_column(tmp_path: Path) -> None:
     assert problem.startswith("monitor.yaml: line 3, column 1: invalid YAML")
 
 
+@row("C3")
 def test_yaml_aliases_are_refused(tmp_path: Path) -> None:
     """An alias bomb is refused before it is expanded."""
     bomb = 'a: &a ["x","x","x","x","x","x","x","x","x"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n'
@@ -123,6 +127,7 @@ def test_files_over_one_mib_are_refused(tmp_path: Path) -> None:
     assert "limit is 1 MiB" in problem
 
 
+@row("C2")
 @pytest.mark.parametrize(
     ("yaml_text", "fragment"),
     [

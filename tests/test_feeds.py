@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 from feedserver import FeedServer, Request, item, rss
+from hostile_rows import row as case_row
 from sqlalchemy import text
 
+from casebook import figure
 from conftest import run_monitor
 from flows import Clock
 from monitor.config import load_config
@@ -67,6 +69,7 @@ def row(store: Store, name: str):
     return next(r for r in store.sources() if r.name == name)
 
 
+@case_row("H18")
 def test_conditional_get_second_poll_is_304_and_parses_nothing(server: FeedServer, make) -> None:
     """The ETag comes back as If-None-Match; the 304 stores nothing and never reaches the parser."""
     body = rss([item(1, title="Summit in Pyongyang"), item(2)])
@@ -94,6 +97,7 @@ def test_conditional_get_second_poll_is_304_and_parses_nothing(server: FeedServe
     assert row(store, "etag").etag == '"v1"'
 
 
+@case_row("H19")
 def test_h19_retry_after_pushes_next_poll(server: FeedServer, make) -> None:
     """H19: 429 with Retry-After 3600 schedules the next poll at least an hour away."""
     server.routes["/busy"] = lambda r: r.send(429, b"", {"Retry-After": "3600"})
@@ -103,6 +107,7 @@ def test_h19_retry_after_pushes_next_poll(server: FeedServer, make) -> None:
     assert row(store, "busy").next_poll_at >= clock.now + timedelta(seconds=3600)
 
 
+@case_row("H20")
 def test_h20_backoff_then_failing_then_recovery(server: FeedServer, make) -> None:
     """H20: 500s back off with growing delays, mark the feed failing at 3, and a 200 resets it."""
     state = {"ok": False}
@@ -124,32 +129,44 @@ def test_h20_backoff_then_failing_then_recovery(server: FeedServer, make) -> Non
     assert (summary.new_articles, r.status, r.consecutive_errors) == (1, "ok", 0)
 
 
+@case_row("H21")
 @pytest.mark.parametrize(("status", "expected"), [(404, "ok"), (410, "gone")])
 def test_h21_404_is_an_error_and_410_is_flagged_gone(
     server: FeedServer, make, status: int, expected: str
 ) -> None:
-    """H21: 404 and 410 are feed errors; 410 is flagged `gone` for the operator."""
+    """H21: 404 and 410 are feed errors; 410 is flagged `gone` and backs off slowly (daily)."""
     server.routes["/x"] = lambda r: r.send(status, b"")
-    pipeline, store, _ = make("/x")
+    pipeline, store, clock = make("/x")
     (summary,) = pipeline.poll_all()
     assert summary.error and summary.error.startswith(f"http_{status}")
     assert row(store, "x").status == expected
+    wait = row(store, "x").next_poll_at.replace(tzinfo=UTC) - clock.now
+    if status == 410:  # gone: still polled, but slowly (about daily)
+        assert timedelta(hours=19) <= wait <= timedelta(hours=24)
+    else:  # an ordinary error: the 1 m interval, ±20 % jitter
+        assert timedelta(seconds=47) <= wait <= timedelta(seconds=73)
 
 
-@pytest.mark.parametrize(
-    ("body", "reason"),
-    [(b"", "empty_body"), (b"  \n", "empty_body"),
-     (b"<html><title>Checking your browser</title><body>wait</body></html>", "not_a_feed")],
-)  # fmt: skip
-def test_h16_h17_non_feeds_are_errors_not_no_news(
-    server: FeedServer, make, body: bytes, reason: str
-) -> None:
-    """H16, H17: an empty body or an HTML page is a feed error, never "0 new items"."""
+def assert_non_feed_is_an_error(server: FeedServer, make, body: bytes, reason: str) -> None:
     server.routes["/page"] = lambda r: r.send(200, body, {"Content-Type": "text/html"})
     pipeline, store, _ = make("/page")
     (summary,) = pipeline.poll_all()
     assert summary.error and summary.error.startswith(reason)
     assert row(store, "page").consecutive_errors == 1
+
+
+@case_row("H16")
+def test_h16_html_page_is_an_error_not_no_news(server: FeedServer, make) -> None:
+    """H16: an HTML challenge page is a not_a_feed feed error, never "0 new items"."""
+    page = b"<html><title>Checking your browser</title><body>wait</body></html>"
+    assert_non_feed_is_an_error(server, make, page, "not_a_feed")
+
+
+@case_row("H17")
+@pytest.mark.parametrize("body", [b"", b"  \n"])
+def test_h17_empty_body_is_an_error_not_no_news(server: FeedServer, make, body: bytes) -> None:
+    """H17: an empty (or blank) body is an empty_body feed error, never "0 new items"."""
+    assert_non_feed_is_an_error(server, make, body, "empty_body")
 
 
 def test_a_slow_feed_does_not_delay_a_healthy_one(server: FeedServer, make) -> None:
@@ -168,6 +185,7 @@ def test_a_slow_feed_does_not_delay_a_healthy_one(server: FeedServer, make) -> N
     assert hang.error and hang.error.split(":")[0] in ("read_timeout", "deadline_exceeded")
 
 
+@case_row("F14")
 def test_f14_duplicate_guids_then_next_poll_adds_nothing(server: FeedServer, make) -> None:
     """F14: two items sharing a GUID are both stored; the next poll creates 0 rows and 0 alerts."""
     body = rss([item(1, title="Pyongyang one"), item(1, title="Pyongyang two", link="https://b/")])
@@ -178,6 +196,7 @@ def test_f14_duplicate_guids_then_next_poll_adds_nothing(server: FeedServer, mak
     assert (again.new_articles, again.hits) == (0, 0)
 
 
+@case_row("F15")
 def test_f15_guid_changing_every_poll_alerts_once(server: FeedServer, make) -> None:
     """F15: a feed that mints new GUIDs for unchanged items gives 0 alerts over 20 more polls."""
     polls = {"n": 0}
@@ -189,9 +208,12 @@ def test_f15_guid_changing_every_poll_alerts_once(server: FeedServer, make) -> N
     server.routes["/mint"] = fresh_guids
     pipeline, _, _ = make("/mint")
     assert pipeline.poll_all()[0].hits == 1
-    assert sum(pipeline.poll_all()[0].hits for _ in range(20)) == 0
+    alerts = sum(pipeline.poll_all()[0].hits for _ in range(20))
+    figure("hostile inputs", "F15 alerts from an unchanged feed over 20 polls", alerts)
+    assert alerts == 0
 
 
+@case_row("F20")
 def test_f20_item_removed_by_retention_never_alerts_again(server: FeedServer, make) -> None:
     """F20: after its article rows are pruned, a re-emitted old item is stopped by its tombstone."""
     server.routes["/old"] = lambda r: r.send(200, rss([item(1, title="Pyongyang")]))
@@ -229,6 +251,7 @@ def test_run_once_with_unreachable_feeds_still_alerts_on_seeds(workdir: Path) ->
     assert "connection_refused" in dead and '"status": "ok"' in dead
 
 
+@case_row("F4")
 def test_f4_external_dtd_is_never_fetched(server: FeedServer, make) -> None:
     """F4: a feed naming an external DTD on our server causes 0 requests for it."""
     doctype = f'<!DOCTYPE rss SYSTEM "{server.url("/evil.dtd")}">'

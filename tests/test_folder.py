@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hostile_rows import row
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -242,6 +243,7 @@ def test_title_and_body_are_capped(tmp_path: Path) -> None:
     assert len(a.body.encode()) <= 64 * 1024 and a.body == "é" * (32 * 1024)
 
 
+@row("L3")
 def test_invalid_utf8_is_replaced(tmp_path: Path) -> None:
     """Invalid UTF-8 is decoded with U+FFFD, not refused (L3)."""
     a = one(put(tmp_path / "a.txt", b"Caf\xe9 news\nbody \xff\xfe ok"))
@@ -254,6 +256,7 @@ def test_utf16_with_bom_is_decoded(tmp_path: Path) -> None:
     assert (a.title, a.body) == ("Title", "Body")
 
 
+@row("L3")
 @pytest.mark.parametrize(
     "data", [b"\x00" * 4096, bytes(range(256)) * 16, b"\x89PNG\r\n\x1a\n" + b"\x00" * 64]
 )
@@ -283,6 +286,7 @@ def test_any_bytes_give_articles_or_source_error(suffix: str, data: bytes) -> No
 # --- one article per content ---------------------------------------------------
 
 
+@row("L8")
 def test_resaved_same_content_keeps_the_key(tmp_path: Path) -> None:
     """Re-saving or touching a file with the same content yields the same item key (L8)."""
     path = put(tmp_path / "a.md", "# T\nbody")
@@ -318,6 +322,7 @@ def test_unchanged_file_is_not_reread(tmp_path: Path, monkeypatch: pytest.Monkey
     assert scanner(tmp_path).scan(NOW + 3).articles[0].item_key == first[0].item_key
 
 
+@row("L8")
 def test_scanner_rereads_resaved_file_with_same_key(tmp_path: Path) -> None:
     """A re-saved file is read again, but with the same key, so the store drops it."""
     path = put(tmp_path / "a.txt", "Title\nbody")
@@ -340,6 +345,7 @@ def test_scanner_reads_edited_file_with_new_key(tmp_path: Path) -> None:
 # --- quiet period (L1) ---------------------------------------------------------
 
 
+@row("L1")
 def test_file_in_quiet_period_waits_then_is_read_once(tmp_path: Path) -> None:
     """A file modified within the quiet period is ``waiting``, then read once, complete (L1)."""
     path = put(tmp_path / "a.txt", "Title\npart one", age=0.5)
@@ -365,6 +371,7 @@ def test_future_mtime_is_read_once_it_stays_unchanged(tmp_path: Path) -> None:
 # --- hostile files -------------------------------------------------------------
 
 
+@row("L2")
 def test_huge_sparse_file_is_skipped_without_reading(tmp_path: Path, opened: list[str]) -> None:
     """A 2 GB sparse file is ``file_too_large`` by its size and never opened (L2)."""
     big = tmp_path / "big.txt"
@@ -386,6 +393,7 @@ def test_file_over_max_bytes_is_refused(tmp_path: Path) -> None:
     assert reason_of(tmp_path / "a.txt", max_bytes=99) == "file_too_large"
 
 
+@row("L4")
 def test_symlink_outside_folder_is_not_followed(tmp_path: Path) -> None:
     """A symlink to a file outside the folder is refused and its content never read (L4)."""
     root, outside = tmp_path / "watched", tmp_path / "outside"
@@ -412,6 +420,7 @@ def test_symlink_inside_folder_is_followed(tmp_path: Path) -> None:
     assert len({a.item_key for a in result.articles}) == 1
 
 
+@row("L4")
 def test_symlink_loops_end(tmp_path: Path, no_hang: None) -> None:
     """A loop of file symlinks is ``symlink_loop``; a folder symlink to its parent is not walked."""
     (tmp_path / "a.txt").symlink_to("b.txt")
@@ -427,6 +436,7 @@ def test_symlink_loops_end(tmp_path: Path, no_hang: None) -> None:
     assert [a.title for a in result.articles] == ["Fine"]
 
 
+@row("L5")
 def test_fifo_is_never_opened(tmp_path: Path, no_hang: None, opened: list[str]) -> None:
     """A FIFO named like news is refused as ``not_regular_file`` without an open (L5)."""
     os.mkfifo(tmp_path / "news.txt")
@@ -436,6 +446,7 @@ def test_fifo_is_never_opened(tmp_path: Path, no_hang: None, opened: list[str]) 
     assert opened == []
 
 
+@row("L5")
 def test_symlink_to_fifo_is_never_opened(tmp_path: Path, no_hang: None, opened: list[str]) -> None:
     """A symlink to a FIFO inside the folder is refused without an open."""
     os.mkfifo(tmp_path / "pipe")
@@ -455,6 +466,7 @@ def test_mode_000_file_is_skipped_then_retried(tmp_path: Path) -> None:
     assert [a.title for a in s.scan(NOW + 1).articles] == ["Title"]
 
 
+@row("L9")
 def test_unreadable_file_is_reported_once_and_retried(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -534,6 +546,7 @@ def test_bad_file_does_not_stop_the_others(tmp_path: Path) -> None:
     assert [reason for _, reason in result.skipped] == ["bad_json", "binary_file"]
 
 
+@row("L6")
 def test_filename_with_newline(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A file name with a newline is read, and the skip log for it stays on one line (L6)."""
     put(tmp_path / "two\nlines.txt", "Title\nbody")
@@ -545,6 +558,7 @@ def test_filename_with_newline(tmp_path: Path, caplog: pytest.LogCaptureFixture)
     assert any("reason=bad_json" in r.getMessage() for r in caplog.records)
 
 
+@row("L6")
 def test_filename_with_invalid_utf8(tmp_path: Path) -> None:
     """A file name that is not UTF-8 is read under its surrogate-escaped name (L6)."""
     raw = os.path.join(os.fsencode(tmp_path), b"caf\xe9-\xff.txt")
@@ -556,6 +570,7 @@ def test_filename_with_invalid_utf8(tmp_path: Path) -> None:
     assert os.fsencode(article.path) == raw
 
 
+@row("L9")
 def test_file_deleted_between_listing_and_reading(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

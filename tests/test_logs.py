@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 
+from hostile_rows import row
+
 from monitor.logs import JsonFormatter, TextFormatter
 
 
@@ -12,6 +14,7 @@ def record(message: str, *args: object) -> logging.LogRecord:
     return logging.LogRecord("monitor.test", logging.WARNING, __file__, 1, message, args, None)
 
 
+@row("F26")
 def test_text_escapes_forged_newlines() -> None:
     """A title with a newline and a fake log line cannot forge a second record (F26)."""
     title = "Ok\n2026-01-01 ERROR forged\u202e"

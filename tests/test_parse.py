@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from feedserver import item, rss
+from hostile_rows import row
 
 from monitor.errors import SourceError
 from monitor.sources.normalise import (
@@ -58,6 +59,7 @@ def test_cold_worker_start_up_is_not_part_of_the_parse_deadline() -> None:
         cold.close()
 
 
+@row("F1")
 def test_f1_billion_laughs_is_refused(pool: ParserPool) -> None:
     """F1: nested entities (one per line and all on one line) are refused before parsing."""
     levels = ['<!ENTITY l0 "ha">'] + [
@@ -69,6 +71,7 @@ def test_f1_billion_laughs_is_refused(pool: ParserPool) -> None:
         assert error(pool, body) == "entity_expansion_refused"
 
 
+@row("F2")
 def test_f2_quadratic_blowup_is_refused(pool: ParserPool) -> None:
     """F2: one 20 KB entity referenced 20,000 times never becomes a 400 M-char title."""
     doctype = f'<!DOCTYPE rss [<!ENTITY big "{"x" * 20_000}">]>'
@@ -76,6 +79,7 @@ def test_f2_quadratic_blowup_is_refused(pool: ParserPool) -> None:
     assert error(pool, body) == "entity_expansion_refused"
 
 
+@row("F3")
 def test_f3_external_entity_is_not_read(pool: ParserPool, tmp_path: Path) -> None:
     """F3: a SYSTEM entity pointing at a local file never brings its content in."""
     sentinel = tmp_path / "sentinel.txt"
@@ -89,6 +93,7 @@ def test_f3_external_entity_is_not_read(pool: ParserPool, tmp_path: Path) -> Non
     assert "SENTINEL" not in repr(feed)
 
 
+@row("F5")
 def test_f5_invalid_utf8_and_mislabelled_encoding(pool: ParserPool) -> None:
     """F5: invalid UTF-8 and a us-ascii label on UTF-8 content give valid text, a warning only."""
     body = rss([item(1, title="Caf\xe9 caf\u00e9")]).replace(b"utf-8", b"us-ascii") + b"\xff\xfe"
@@ -98,6 +103,7 @@ def test_f5_invalid_utf8_and_mislabelled_encoding(pool: ParserPool) -> None:
     assert "Caf" in article.title
 
 
+@row("F7")
 @pytest.mark.parametrize("ref", ["&#x110000;", "&#xFFFFFFFF;", "&#xD800;"])
 def test_f7_bad_character_references_are_contained(pool: ParserPool, ref: str) -> None:
     """F7: out-of-range references are that feed's error or are dropped; nothing escapes."""
@@ -111,6 +117,7 @@ def test_f7_bad_character_references_are_contained(pool: ParserPool, ref: str) -
         article.title.encode("utf-8")  # no lone surrogate survives normalising
 
 
+@row("F8")
 def test_f8_windows_path_entity_is_contained(pool: ParserPool) -> None:
     """F8: `<!ENTITY path "C:\\data">` (re.error inside feedparser) is a feed error at worst."""
     body = rss([item(1, title="&path;")], extra='<!DOCTYPE rss [<!ENTITY path "C:\\data">]>')
@@ -120,6 +127,7 @@ def test_f8_windows_path_entity_is_contained(pool: ParserPool) -> None:
         assert e.reason == "parse_error"
 
 
+@row("F9")
 def test_f9_bad_georss_is_contained(pool: ParserPool) -> None:
     """F9: GML with srsName="EPSG:abc" never crashes the caller."""
     gml = (
@@ -135,6 +143,7 @@ def test_f9_bad_georss_is_contained(pool: ParserPool) -> None:
         assert e.reason == "parse_error"
 
 
+@row("F10")
 def test_f10_redos_author_is_killed_at_deadline_and_worker_replaced(pool: ParserPool) -> None:
     """F10: the ReDoS author is cut at the parse deadline; the next feed still parses."""
     author = "a@" + "a." * 40_000 + "!"
@@ -145,6 +154,7 @@ def test_f10_redos_author_is_killed_at_deadline_and_worker_replaced(pool: Parser
     assert len(multiprocessing.active_children()) <= max(before, 2)  # replaced, no zombies
 
 
+@row("F11")
 def test_f11_deep_nesting_is_contained(pool: ParserPool) -> None:
     """F11: 100,000 nested elements do not let a RecursionError escape."""
     body = rss([item(1, description="<![CDATA[" + "<div>" * 200_000 + "]]>")])
@@ -156,6 +166,7 @@ def test_f11_deep_nesting_is_contained(pool: ParserPool) -> None:
             assert e.reason in ("parse_error", "parse_timeout")
 
 
+@row("F12")
 def test_f12_huge_fields_are_capped(pool: ParserPool) -> None:
     """F12: a 10 MB description and a 5 MB title are stored truncated to the caps."""
     body = rss([item(1, title="T" * 5_000_000, description="word " * 2_000_000)])
@@ -163,6 +174,7 @@ def test_f12_huge_fields_are_capped(pool: ParserPool) -> None:
     assert len(article.title) == MAX_TITLE and len(article.body) == MAX_BODY
 
 
+@row("F14")
 def test_f14_duplicate_guids_get_distinct_stable_keys(pool: ParserPool) -> None:
     """F14: one GUID on two different items gives two keys, the same on every poll."""
     body = rss([item(1, title="First"), item(1, title="Second", link="https://x.example/2")])
@@ -171,6 +183,23 @@ def test_f14_duplicate_guids_get_distinct_stable_keys(pool: ParserPool) -> None:
     assert len(set(first)) == 2 and first == again
 
 
+@row("H5")
+@pytest.mark.parametrize("cut", [150, 200, 300])
+def test_h5_feed_cut_inside_an_entry_is_refused(pool: ParserPool, cut: int) -> None:
+    """H5: a body that ends inside an item (a short Content-Length) is ``truncated_feed``,
+    never a half entry whose GUID would then count as seen."""
+    body = rss([item(1), item(2)])
+    assert error(pool, body[:cut]) == "truncated_feed"
+
+
+@pytest.mark.parametrize("ending", [b"</rss", b"</channel>", b""])
+def test_feed_missing_only_its_closing_tags_still_parses(pool: ParserPool, ending: bytes) -> None:
+    """A document whose entries are all complete but whose end is missing or cut still parses."""
+    body = rss([item(1), item(2)]).replace(b"</channel></rss>", ending)
+    assert [e.guid for e in parse(pool, body).entries] == ["urn:item:1", "urn:item:2"]
+
+
+@row("F16")
 def test_f16_no_guid_no_link_keys_on_content(pool: ParserPool) -> None:
     """F16: with no GUID and no link the key is a hash of title and content."""
     one = {"title": "Alpha", "description": "one"}
@@ -179,6 +208,7 @@ def test_f16_no_guid_no_link_keys_on_content(pool: ParserPool) -> None:
     assert len(set(keys)) == 2
 
 
+@row("F17")
 def test_f17_huge_and_nul_guids_become_sha256(pool: ParserPool) -> None:
     """F17: a 100 KB GUID and a GUID with NUL are stored as 64-hex sha256 keys."""
     body = rss([item(1, guid="g" * 100_000), item(2, guid="a&#0;b")])
@@ -186,6 +216,7 @@ def test_f17_huge_and_nul_guids_become_sha256(pool: ParserPool) -> None:
     assert all(len(k) == 64 and int(k, 16) >= 0 for k in keys)
 
 
+@row("F18")
 def test_f18_nul_and_controls_are_stripped(pool: ParserPool) -> None:
     """F18: NUL (&#0; and raw) and C0 controls never reach a stored field."""
     body = rss([item(1, title="a&#0;b\x01c", description="x&#0;y")]).replace(b"x&#0;y", b"x\x00y")
@@ -193,6 +224,7 @@ def test_f18_nul_and_controls_are_stripped(pool: ParserPool) -> None:
         assert "\x00" not in article.title + article.body and "\x01" not in article.title
 
 
+@row("F19")
 @pytest.mark.parametrize(
     ("date", "expected"),
     [
@@ -213,6 +245,7 @@ def test_f19_dates_in_future_or_unparseable_become_fetch_time(
         assert article.published_at == expected
 
 
+@row("F21")
 def test_f21_html_becomes_text_without_scripts_or_handlers(pool: ParserPool) -> None:
     """F21: script, onerror, javascript: href, iframe and CSS expression leave no tags behind."""
     nasty = (
@@ -225,6 +258,7 @@ def test_f21_html_becomes_text_without_scripts_or_handlers(pool: ParserPool) -> 
     assert "<" not in article.body and "alert" not in article.body
 
 
+@row("F23")
 @pytest.mark.parametrize("link", ["javascript:alert(1)", "data:text/html,<b>x</b>", "file:///x"])
 def test_f23_only_http_links_are_kept(pool: ParserPool, link: str) -> None:
     """F23: javascript:, data: and file: links are dropped (the article is not linked)."""
@@ -233,6 +267,7 @@ def test_f23_only_http_links_are_kept(pool: ParserPool, link: str) -> None:
     assert article.url is None
 
 
+@row("F27")
 def test_f27_truncated_json_feed_is_a_feed_error(pool: ParserPool) -> None:
     """F27: a truncated JSON Feed is not a crash: no version, no entries (the reader's error)."""
     body = b'{"version": "https://jsonfeed.org/version/1.1", "items": [{"id": "1", "tit'
@@ -240,6 +275,7 @@ def test_f27_truncated_json_feed_is_a_feed_error(pool: ParserPool) -> None:
     assert feed.entries == () or feed.version == ""
 
 
+@row("H16")
 def test_h16_html_page_is_not_a_feed(pool: ParserPool) -> None:
     """H16: an HTML challenge page parses to no version and no entries (the reader's not_a_feed)."""
     feed = parse(pool, b"<html><head><title>Just a moment</title></head><body>x</body></html>")

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from hostile_rows import row
 
 from monitor.config import load_config
 from monitor.pipeline import Pipeline
@@ -105,6 +106,7 @@ def test_edited_file_is_a_new_article(flow) -> None:
     assert summary.new_articles == 1 and summary.hits == 2
 
 
+@row("L3")
 def test_bad_files_never_stop_the_others(flow) -> None:
     """Binary, oversized and FIFO files are skipped; the good file is still ingested."""
     pipeline, folder, _ = flow

@@ -130,6 +130,14 @@ def test_410_is_gone() -> None:
     assert schedule.feed_status(1, 410) == "gone"
 
 
+@given(errors=st.integers(min_value=1, max_value=100), seed=st.integers())
+def test_h21_gone_feed_is_polled_about_daily_from_the_first_410(errors: int, seed: int) -> None:
+    """H21: after a 410 the next poll is 19.2-24 h away (slow backoff), whatever the count."""
+    wait = schedule.delay_after_error(errors, timedelta(minutes=1), rng=random.Random(seed),
+                                      gone=True)  # fmt: skip
+    assert timedelta(hours=24) * 0.8 <= wait <= timedelta(hours=24)
+
+
 @given(st.integers(min_value=0, max_value=10_000), st.integers(min_value=1, max_value=10**6))
 def test_backoff_stays_in_bounds(errors: int, interval_seconds: int) -> None:
     """Whatever the error count and interval, the backoff is positive and at most 24 h."""

@@ -6,6 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from hostile_rows import row
 
 from monitor.config import load_config
 from monitor.errors import ConfigError
@@ -24,6 +25,7 @@ def load(tmp_path: Path, sink: str, rule: str = "{id: r, query: x}") -> list[str
     return []
 
 
+@row("C6")
 @pytest.mark.parametrize(
     ("secret", "message"),
     [
@@ -41,6 +43,7 @@ def test_bad_secrets_are_refused_without_echo(tmp_path: Path, secret: str, messa
     assert not any("eight888" in p or "not*base64" in p for p in found)
 
 
+@row("C5")
 def test_private_webhook_url_refused_at_load_unless_opted_in(tmp_path: Path) -> None:
     """C5 at load: loopback and metadata literals are refused; the sink's opt-in allows them."""
     for host in ("127.0.0.1:9", "169.254.169.254", "localhost", "[::ffff:10.0.0.1]"):

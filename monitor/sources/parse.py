@@ -12,7 +12,9 @@ character references make ``parse()`` raise (#599, #590). So:
 - each parse runs in a worker process with an address-space cap
   (``RLIMIT_AS``) and a wall-time deadline; a worker that overruns is killed
   and replaced, and the feed gets ``parse_timeout`` / ``parse_worker_died``;
-- every exception inside the worker becomes that feed's error.
+- every exception inside the worker becomes that feed's error;
+- a document cut off inside an entry is refused (``truncated_feed``) rather
+  than stored half (``monitor.sources.truncated``).
 
 The worker hands back plain ``ParsedFeed`` values with fields pre-trimmed to a
 few times their stored caps, so no runaway field crosses the pipe. ``read``
@@ -39,6 +41,7 @@ from typing import Any
 
 from monitor.domain import Article
 from monitor.errors import SourceError
+from monitor.sources.truncated import ended_early, is_cut_inside_entry
 
 MAX_ENTRIES = 1000  # G4: only the first (newest, in feed order) 1,000 entries of a fetch
 TRIM_TITLE = 4_000  # pre-trim, a margin over normalise's caps (title 1,000, text 64 KiB)
@@ -98,6 +101,10 @@ class EntityBudgetError(ValueError):
     """The feed's DTD declares entities that would expand past the budget (F1, F2)."""
 
 
+class TruncatedFeedError(ValueError):
+    """The document ends inside an entry: the body was cut off (monitor.sources.truncated)."""
+
+
 def check_entities(body: bytes, budget: int = ENTITY_BUDGET) -> None:
     """Raise EntityBudgetError if the internal entities could expand past ``budget`` characters."""
     if b"<!ENTITY" not in body:
@@ -138,6 +145,8 @@ def parse_bytes(body: bytes, headers: dict[str, str], sanitize: bool = False) ->
     warning = None
     if parsed.get("bozo"):
         exception = parsed.get("bozo_exception")
+        if ended_early(exception) and is_cut_inside_entry(body):
+            raise TruncatedFeedError(str(exception)[:200])  # H5: never store half an entry
         warning = f"{type(exception).__name__}: {str(exception)[:200]}"
     feed = parsed.get("feed", {})
     entries = tuple(_entry(e) for e in parsed.get("entries", [])[:MAX_ENTRIES])
@@ -224,6 +233,8 @@ def _worker_main(
             conn.send(("error", "parse_error", "nesting too deep"))
         except EntityBudgetError as e:
             conn.send(("error", "entity_expansion_refused", str(e)))
+        except TruncatedFeedError as e:
+            conn.send(("error", "truncated_feed", str(e)))
         except Exception as e:  # G3: any failure inside feedparser is this feed's error only
             conn.send(("error", "parse_error", f"{type(e).__name__}: {str(e)[:200]}"))
 
