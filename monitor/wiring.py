@@ -76,12 +76,19 @@ def build_reader(config: Config, resolve: Resolver) -> FeedReader:
     )
     fetcher = Fetcher(limits, allow_private=fetch.allow_private_networks, resolve=resolve)
     parser = ParserPool(
-        min(os.cpu_count() or 2, len(config.feeds), 4),
+        parse_workers(os.cpu_count() or 2, len(config.feeds)),
         timeout=fetch.parse_timeout.total_seconds(),
         memory_bytes=fetch.parse_memory,
         annotate=signature_bytes,  # story signatures are made beside parsing, off our GIL
     )
     return FeedReader(fetcher, parser)
+
+
+def parse_workers(cores: int, feeds: int) -> int:
+    """Parse workers: at least 4 (or one per feed), so that hostile feeds holding a worker
+    to the parse deadline cannot stall the rest. With one per core (2 here), two ReDoS
+    feeds delayed every healthy parse by up to the deadline (tests/reliability isolation)."""
+    return max(1, min(feeds, max(cores, 4)))
 
 
 def _seconds(sink: SinkConfig) -> float | None:

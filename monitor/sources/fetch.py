@@ -199,9 +199,13 @@ class Fetcher:
             raise FetchError(source, "scheme_not_allowed", repr(url[:100]))
         port = parts.port or (443 if parts.scheme == "https" else 80)
         try:
-            addresses = await asyncio.to_thread(self.resolve, parts.hostname, port)
-        except OSError as e:
-            raise FetchError(source, "dns_error", str(e)) from e
+            # An address needs no resolver (and no hop to a resolver thread).
+            addresses = [str(ipaddress.ip_address(parts.hostname))]
+        except ValueError:
+            try:
+                addresses = await asyncio.to_thread(self.resolve, parts.hostname, port)
+            except OSError as e:
+                raise FetchError(source, "dns_error", str(e)) from e
         if not addresses:
             raise FetchError(source, "dns_error", f"no address for {parts.hostname!r}")
         bad = [a for a in addresses if is_forbidden_address(a) and not self._allow_listed(a)]

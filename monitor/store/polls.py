@@ -19,12 +19,12 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 
-from sqlalchemy import bindparam
+from sqlalchemy import Connection, bindparam
 from sqlalchemy import insert as sa_insert
 from sqlalchemy import select as sa_select
 from sqlalchemy import update as sa_update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session, col
+from sqlmodel import col
 
 from monitor.domain import Article, Hit, Match, Rule, delivery_id, snippet_around
 from monitor.store.outbox import SUPPRESSED, StoryClusterer
@@ -52,23 +52,23 @@ _NEW_SIGNATURES = sa_insert(StorySignatureRow)
 _CHUNK = 300  # rows per IN (...) list: under SQLite's bound-parameter limit
 
 
-def claim_items(s: Session, source_id: int, keys: list[str], now: datetime) -> set[str]:
+def claim_items(connection: Connection, source_id: int, keys: list[str], now: datetime) -> set[str]:
     """Insert tombstones for ``keys``; return the keys that were new to this source."""
     unique = list(dict.fromkeys(keys))
     if not unique:
         return set()
-    insert = postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
+    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
     statement = (
         insert(SeenItemRow)
         .on_conflict_do_nothing(index_elements=["source_id", "item_key"])
         .returning(col(SeenItemRow.item_key))
     )
     rows = [{"source_id": source_id, "item_key": key, "first_seen_at": now} for key in unique]
-    return set(s.connection().execute(statement, rows).scalars())
+    return set(connection.execute(statement, rows).scalars())
 
 
 def insert_articles(
-    s: Session,
+    connection: Connection,
     source_id: int,
     items: list[tuple[Article, tuple[Hit, ...]]],
     now: datetime,
@@ -80,8 +80,7 @@ def insert_articles(
 
     ``signatures``: story signatures already made for some articles, by item key.
     """
-    connection = s.connection()
-    story_ids, made, older = _stories(s, source_id, items, now, stories, signatures)
+    story_ids, made, older = _stories(connection, source_id, items, now, stories, signatures)
     rows = [
         {
             "source_id": source_id, "item_key": article.item_key, "title": article.title,
@@ -107,12 +106,12 @@ def insert_articles(
         for hit in article_hits
     ]
     if hits:
-        _insert_hits(s, hits, now, sinks_for, older)
+        _insert_hits(connection, hits, now, sinks_for, older)
     return article_ids
 
 
 def _stories(
-    s: Session,
+    connection: Connection,
     source_id: int,
     items: list[tuple[Article, tuple[Hit, ...]]],
     now: datetime,
@@ -144,12 +143,11 @@ def _stories(
         if stories is not None:
             stories.remember(f"s{source_id}:{article.item_key}", story, signature)
     stored = {story for story in found if story > 0}
-    alive = _existing_stories(s, stored)
+    alive = _existing_stories(connection, stored)
     renamed = {gone: -n for n, gone in enumerate(sorted(stored - alive), start=placeholders + 1)}
     found = [renamed.get(story, story) for story in found]
     sizes = Counter(found)
     new = sorted((p for p in sizes if p < 0), reverse=True)  # -1, -2, ...: first seen first
-    connection = s.connection()
     ids: dict[int, int] = {}
     if new:
         rows = [{"created_at": now, "article_count": sizes[p]} for p in new]
@@ -173,16 +171,16 @@ def _ids(returned: Iterable[int | None]) -> list[int]:
     return ids  # type: ignore[return-value]
 
 
-def _existing_stories(s: Session, story_ids: set[int]) -> set[int]:
+def _existing_stories(connection: Connection, story_ids: set[int]) -> set[int]:
     ordered, alive = sorted(story_ids), set[int]()
     for i in range(0, len(ordered), _CHUNK):
         query = sa_select(col(StoryRow.id)).where(col(StoryRow.id).in_(ordered[i : i + _CHUNK]))
-        alive.update(_ids(s.connection().execute(query).scalars()))
+        alive.update(_ids(connection.execute(query).scalars()))
     return alive
 
 
 def _insert_hits(
-    s: Session,
+    connection: Connection,
     hits: list[tuple[Hit, Article, int, int]],
     now: datetime,
     sinks_for: Callable[[Hit], Iterable[str]],
@@ -192,10 +190,11 @@ def _insert_hits(
 
     Only ``older`` stories (stored before this poll) can have stored hits to look up.
     """
-    connection = s.connection()
     rules = {hit.rule.id: hit.rule for hit, *_ in hits}
-    alerted = _alerted(s, set(rules), {story for *_, story in hits if story in older})
-    recent = {rule_id for rule_id, rule in rules.items() if _alerted_recently(s, rule, now)}
+    alerted = _alerted(connection, set(rules), {story for *_, story in hits if story in older})
+    recent = {
+        rule_id for rule_id, rule in rules.items() if _alerted_recently(connection, rule, now)
+    }
     rows, sinks_per_hit, reasons = [], [], []
     for hit, article, article_id, story_id in hits:
         rule = hit.rule
@@ -237,7 +236,9 @@ def _insert_hits(
         connection.execute(_NEW_DELIVERIES, deliveries)
 
 
-def _alerted(s: Session, rule_ids: set[str], story_ids: set[int]) -> set[tuple[str, int]]:
+def _alerted(
+    connection: Connection, rule_ids: set[str], story_ids: set[int]
+) -> set[tuple[str, int]]:
     """(rule, story) pairs with a stored hit: the rule has already seen that story
     (index ix_hits_story_rule)."""
     ordered, found = sorted(story_ids), set[tuple[str, int]]()
@@ -247,13 +248,13 @@ def _alerted(s: Session, rule_ids: set[str], story_ids: set[int]) -> set[tuple[s
         )
         found.update(
             (rule_id, story_id)
-            for rule_id, story_id in s.connection().execute(query)
+            for rule_id, story_id in connection.execute(query)
             if rule_id in rule_ids and story_id is not None
         )
     return found
 
 
-def _alerted_recently(s: Session, rule: Rule, now: datetime) -> bool:
+def _alerted_recently(connection: Connection, rule: Rule, now: datetime) -> bool:
     """A ``realert`` rule sent (or is sending) an alert within its window."""
     if rule.realert is None:
         return False
@@ -265,4 +266,4 @@ def _alerted_recently(s: Session, rule: Rule, now: datetime) -> bool:
         .where(col(DeliveryRow.created_at) > now - rule.realert)
         .limit(1)
     )
-    return s.connection().execute(query).first() is not None
+    return connection.execute(query).first() is not None

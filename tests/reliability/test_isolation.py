@@ -50,6 +50,7 @@ from monitor.daemon import TICK_SECONDS, Daemon
 from monitor.pipeline import Pipeline
 from monitor.sinks.console import ConsoleSink
 from monitor.store import Store
+from monitor.wiring import parse_workers
 
 pytestmark = pytest.mark.reliability
 
@@ -183,7 +184,8 @@ def test_isolation_healthy_feeds_keep_their_schedule(
     figure("isolation", "first poll after start-up p95 / max, s",
            f"{statistics.quantiles(first, n=20)[-1]:.2f} / {max(first):.2f}")  # fmt: skip
     figure("isolation", "daemon tick / parse deadline, s", f"{TICK_SECONDS} / {PARSE_TIMEOUT_S:g}")
-    figure("isolation", "cores (parse workers: min(cores, feeds, 4))", os.cpu_count())
+    cores = os.cpu_count() or 2
+    figure("isolation", "cores / parse workers", f"{cores} / {parse_workers(cores, HEALTHY + 10)}")
     hostile_errors = {name: (rows[name].last_error or "").split(":")[0] for name in hostile}
     figure("isolation", "hostile feeds' errors", hostile_errors)
     assert all(rows[f"healthy-{n}"].consecutive_errors == 0 for n in range(HEALTHY))
