@@ -41,7 +41,7 @@ from monitor.store import Store
 from monitor.store.database import retry_transient
 from monitor.store.leases import Claim, claim_sources
 from monitor.stories import StoryIndex
-from monitor.wiring import build_reader, build_sinks, sink_policies
+from monitor.wiring import bound_malloc_arenas, build_reader, build_sinks, sink_policies
 
 log = logging.getLogger("monitor.pipeline")
 
@@ -72,6 +72,7 @@ class Pipeline:
         resolve: Resolver = system_resolve,
         owner: str | None = None,
     ):
+        bound_malloc_arenas()  # before any poll thread exists (monitor.wiring says why)
         self.store = store
         self.clock = clock
         self.owner = owner or default_owner()

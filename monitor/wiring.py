@@ -6,8 +6,10 @@ themselves never import the config.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import sys
 
 from monitor.config import Config, SinkConfig
 from monitor.deliver import SinkPolicy
@@ -82,6 +84,24 @@ def build_reader(config: Config, resolve: Resolver) -> FeedReader:
         annotate=signature_bytes,  # story signatures are made beside parsing, off our GIL
     )
     return FeedReader(fetcher, parser)
+
+
+def bound_malloc_arenas(arenas: int = 2) -> bool:
+    """Ask glibc for at most ``arenas`` malloc arenas; True if it agreed.
+
+    By default glibc gives busy threads arenas of their own (up to 8 per core), and
+    each keeps what its thread freed: with 20 poll threads passing feed bodies around,
+    that was ~30 MiB of the daemon's RSS, and peaks over 300 MiB (bench/bench_feeds.py,
+    issue #3). Called before the poll threads start; a no-op off glibc.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_arena_max = -8  # from glibc's malloc.h
+    return bool(libc.mallopt(m_arena_max, arenas))
 
 
 def parse_workers(cores: int, feeds: int) -> int:
