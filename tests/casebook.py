@@ -51,6 +51,8 @@ class Case:
 class Casebook:
     cases: dict[str, Case] = field(default_factory=dict)
     figures: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Counts summed over the whole run for the report's headline (lost hits, crashes ...).
+    totals: dict[str, float] = field(default_factory=dict)
     current: str | None = None  # the case whose test is running
 
     def to_json(self) -> dict[str, Any]:
@@ -58,6 +60,7 @@ class Casebook:
             "versions": versions(),
             "cases": [asdict(c) for c in self.cases.values()],
             "figures": self.figures,
+            "totals": self.totals,
         }
 
 
@@ -100,6 +103,16 @@ def measured(case_id: str | None = None, **values: Any) -> None:
             setattr(target, name, value)
         else:
             target.notes[name] = value
+
+
+def total(name: str, value: float) -> None:
+    """Add to one of the headline's run-wide counts (see ``HEADLINE``)."""
+    BOOK.totals[name] = BOOK.totals.get(name, 0) + value
+
+
+# The headline's counts, in the order RELIABILITY.md 3(c) and issue #7 name them.
+HEADLINE = ("daemon crashes", "exceptions past the per-feed boundary", "lost hits",
+            "missing deliveries", "duplicate receptions", "forbidden connects")  # fmt: skip
 
 
 def figure(section: str, name: str, value: Any) -> None:
@@ -161,6 +174,7 @@ def print_report(write: Callable[[str], None]) -> None:
             write(f"  {category:8} tried {len(tried):3}  passed {passed:3}")
     must_passed = sum(c.outcome == "passed" for c in must)
     write(f"  must-pass: {must_passed}/{len(must)} passed")
+    _write_headline(run, write)
     for c in run:
         if c.outcome != "passed":
             write(f"  {c.id:5} {c.outcome:8} {c.title}: {c.reason}")
@@ -169,6 +183,25 @@ def print_report(write: Callable[[str], None]) -> None:
         write(f"  [{section}]")
         for name, value in values.items():
             write(f"    {name:50} {value}")
+
+
+def _write_headline(run: list[Case], write: Callable[[str], None]) -> None:
+    """One line a person reads first: the must-pass hostile inputs and the zero counts."""
+    hostile = [c for c in run if c.must_pass and c.category != "fault"]
+    faults = [c for c in run if c.category == "fault"]
+    parts = [
+        f"hostile inputs must-pass {sum(c.outcome == 'passed' for c in hostile)}/{len(hostile)}",
+        f"fault scenarios {sum(c.outcome == 'passed' for c in faults)}/{len(faults)}",
+    ]
+    totals = BOOK.totals
+    for name in HEADLINE:
+        if name in totals:
+            parts.append(f"{name} {totals[name]:g}")
+    duplicates = totals.get("duplicate receptions", 0)
+    if duplicates:
+        same = 100 * (duplicates - totals.get("duplicates with another id", 0)) / duplicates
+        parts.append(f"duplicates with the same webhook-id {same:.0f} %")
+    write("  headline: " + "; ".join(parts))
 
 
 def _write_measurements(run: list[Case], write: Callable[[str], None]) -> None:

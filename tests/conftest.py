@@ -219,11 +219,12 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
     if not any(c.outcome != "not run" for c in BOOK.cases.values()):
         return
-    from casebook import figure
+    from casebook import figure, total
 
+    children = len(child_forbidden_connects())
     figure("safety", "forbidden connects attempted, pytest process", len(forbidden_connects))
-    figure("safety", "forbidden connects attempted, child processes",
-           len(child_forbidden_connects()))  # fmt: skip
+    figure("safety", "forbidden connects attempted, child processes", children)
+    total("forbidden connects", len(forbidden_connects) + children)
     terminalreporter.section("reliability report")
     print_report(terminalreporter.write_line)
     path = Path(os.environ.get("MONITOR_RELIABILITY_JSON", ROOT / "data" / "reliability.json"))

@@ -26,6 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 
 from casebook import figure
+from casebook import total as add_total
 from receivers import Receiver
 
 CONDITION_TIMEOUT = 90.0  # generous: a loaded 2-core machine
@@ -361,6 +362,11 @@ def tally(
     one.max_duplicates_per_crash = (
         -(-one.duplicate_receptions // crashes) if crashes else one.duplicate_receptions
     )
+    for name, value in (("lost hits", one.hits_lost),
+                        ("missing deliveries", one.deliveries_missing),
+                        ("duplicate receptions", one.duplicate_receptions),
+                        ("duplicates with another id", one.duplicates_other_id)):  # fmt: skip
+        add_total(name, value)
     total = LOSS.setdefault(scenario, Loss())
     for name in ("runs", "crashes", "hits_expected", "hits_stored", "hits_lost",
                  "hits_duplicated", "deliveries_expected", "deliveries_received",

@@ -44,7 +44,7 @@ from hostile_routes import (
     trickle,
 )
 
-from casebook import figure
+from casebook import figure, total
 from monitor.config import load_config
 from monitor.daemon import TICK_SECONDS, Daemon
 from monitor.pipeline import Pipeline
@@ -168,6 +168,8 @@ def test_isolation_healthy_feeds_keep_their_schedule(
     escaped = sum("tick failed" in line for line in logs)
     figure("hostile inputs", "daemon crashes (isolation run)", 0 if alive else 1)
     figure("hostile inputs", "exceptions past the per-feed boundary (isolation run)", escaped)
+    total("daemon crashes", 0 if alive else 1)
+    total("exceptions past the per-feed boundary", escaped)
     assert alive and escaped == 0
     rows = {r.name: r for r in store.sources()}
     store.close()
