@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from monitor.domain import Article, Hit, PollOutcome, Rule
 from monitor.errors import LeaseLost
-from monitor.store import Store
+from monitor.store import Store, database
 from monitor.store.leases import claim_sources, release, renew
 
 NOW = datetime.now(UTC)
@@ -98,3 +100,29 @@ def test_reclaim_own_takes_back_a_lease_left_by_a_failed_write(store: Store) -> 
     assert claim_sources(store, "b", NOW, NAMES[:1], reclaim_own=True) == []
     (again,) = claim_sources(store, "a", NOW, NAMES[:1], reclaim_own=True)
     assert again.token > first.token and again.taken_over_from is None
+
+
+def test_a_replica_frozen_inside_a_transaction_does_not_keep_its_rows(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: a replica stopped mid-transaction (SIGSTOP) holds its row locks, which
+    FOR UPDATE SKIP LOCKED would skip for good; the server ends its session after
+    PG_IDLE_IN_TRANSACTION_S, and the expired lease is taken over."""
+    monkeypatch.setattr(database, "PG_IDLE_IN_TRANSACTION_S", 1)
+    frozen, other = Store(pg_url), Store(pg_url)
+    try:
+        frozen.sync_sources([(NAMES[0], "feed", "http://127.0.0.1/x")], NOW)
+        claim_sources(frozen, "a", NOW, NAMES[:1], lease=-timedelta(seconds=1))
+        stuck = frozen.engine.connect()
+        stuck.execute(text("SELECT 1 FROM sources FOR UPDATE"))  # then never a statement again
+        assert claim_sources(other, "b", NOW, NAMES[:1]) == []  # skipped: the row is locked
+        done = threading.Event()
+        deadline = time.monotonic() + 30
+        while not (claims := claim_sources(other, "b", NOW, NAMES[:1])):
+            assert time.monotonic() < deadline, "the frozen session still holds the row"
+            done.wait(0.2)
+        assert claims[0].taken_over_from == "a"
+        stuck.invalidate()
+    finally:
+        frozen.close()
+        other.close()

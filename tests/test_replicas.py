@@ -196,6 +196,20 @@ class Database:
         now = self.tokens(list(held))
         return [name for name, token in held.items() if now[name][0] > token]
 
+    def explain_leases(self, held: dict[str, int]) -> str:
+        """For a failed wait: those sources' lease rows, and every session's state (a
+        frozen replica idle in a transaction holds row locks that SKIP LOCKED skips)."""
+        sources = self.rows(
+            "SELECT name, lease_owner, lease_until, lease_token, next_poll_at, now()"
+            " FROM sources WHERE name = ANY(:names) ORDER BY name LIMIT 10",
+            names=list(held),
+        )
+        sessions = self.rows(
+            "SELECT pid, state, wait_event_type, wait_event, now() - state_change,"
+            " left(query, 80) FROM pg_stat_activity WHERE datname = current_database()"
+        )
+        return "\n".join(map(str, [*sources, "sessions:", *sessions]))
+
     def stored_hit_urls(self) -> list[str]:
         return [
             url
@@ -387,7 +401,8 @@ def run_scenario(
     figures["leases_held_by_frozen"] = len(frozen)
     a.wait_for("daemon started")
     c.wait_for("daemon started")
-    taken = eventually(lambda: db.taken_over(frozen), "a frozen lease taken over", 60)
+    taken = eventually(lambda: db.taken_over(frozen), "a frozen lease taken over", 60,
+                       explain=lambda: db.explain_leases(frozen))  # fmt: skip
     figures["frozen_leases_taken_over_before_resume"] = len(taken)
     b.proc.send_signal(signal.SIGCONT)
     b.wait_for("lease lost source=")
@@ -406,7 +421,8 @@ def run_scenario(
             taken_at.setdefault(name, time.monotonic() - killed_at)
         return len(taken_at) == len(held)
 
-    eventually(all_taken, "the killed replica's leases taken")
+    eventually(all_taken, "the killed replica's leases taken",
+               explain=lambda: db.explain_leases(held))  # fmt: skip
     figures["takeover_after_kill_s"] = sorted(round(t, 2) for t in taken_at.values())
 
     # Let items arrive a while longer, then freeze the feeds and let everything settle.

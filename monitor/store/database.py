@@ -47,6 +47,11 @@ BUSY_TIMEOUT_MS = 10_000
 # A PostgreSQL that accepts TCP but never answers (a partition, a hung proxy) must not hang a
 # tick forever: libpq waits without limit unless told (RELIABILITY S7).
 PG_CONNECT_TIMEOUT_S = 10
+# A replica frozen (SIGSTOP, a stalled VM) inside a transaction keeps its row locks, and
+# FOR UPDATE SKIP LOCKED then skips those rows for good: its leases are never taken over
+# and other replicas' writes to the same rows wait on it. PostgreSQL ends such a session
+# after this long; our transactions never idle between statements for anywhere near it.
+PG_IDLE_IN_TRANSACTION_S = 10
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -69,9 +74,21 @@ def create_db_engine(url: str) -> Engine:
     """
     path = sqlite_path(url)
     if path is None:
-        args = {"connect_timeout": PG_CONNECT_TIMEOUT_S} if url.startswith("postgresql") else {}
+        postgres = make_url(url).get_backend_name() == "postgresql"
+        args = {"connect_timeout": PG_CONNECT_TIMEOUT_S} if postgres else {}
         engine = create_engine(url, pool_pre_ping=True, connect_args=args)
         _watch_health(engine)
+        if postgres:
+
+            @event.listens_for(engine, "connect")
+            def _on_pg_connect(dbapi_connection: Any, _record: Any) -> None:
+                with dbapi_connection.cursor() as cursor:
+                    cursor.execute(
+                        "SET SESSION idle_in_transaction_session_timeout = "
+                        f"{PG_IDLE_IN_TRANSACTION_S * 1000}"
+                    )
+                dbapi_connection.commit()
+
         return engine
     path.parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
