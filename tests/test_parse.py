@@ -4,6 +4,8 @@ F23, F27). Feeds are generated here; nothing large is committed."""
 from __future__ import annotations
 
 import multiprocessing
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -311,3 +313,31 @@ def test_read_normalises_and_signs_in_the_worker() -> None:
         assert info.value.reason == "parse_error"
     finally:
         signing.close()
+
+
+ORPHANED_WORKER = """
+import multiprocessing, os, sys
+from monitor.sources.parse import _worker_main
+if __name__ == "__main__":
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe()
+    worker = context.Process(target=_worker_main, args=(theirs, 0, False, None))
+    worker.start()
+    assert ours.recv() == "ready"
+    ours.send(("parse", sys.stdin.buffer.read(), {}))
+    os._exit(0)  # like kill -9: gone before the answer, the worker left to find out
+"""
+
+
+def test_a_worker_whose_daemon_died_exits_without_a_traceback(tmp_path: Path) -> None:
+    """After a kill -9 of the daemon its parse workers meet a broken pipe when they answer:
+    they exit quietly instead of printing two tracebacks into the daemon's log."""
+    script = tmp_path / "orphan.py"
+    script.write_text(ORPHANED_WORKER)
+    feed = rss([item(n) for n in range(3000)])
+    # The captured stderr stays open until the worker (which inherited it) has exited too.
+    done = subprocess.run(
+        [sys.executable, str(script)], input=feed, capture_output=True, timeout=60
+    )  # fmt: skip
+    assert done.returncode == 0
+    assert b"Traceback" not in done.stderr and b"BrokenPipeError" not in done.stderr

@@ -70,6 +70,23 @@ def test_sqlite_pragmas(sqlite_store: Store) -> None:
         assert pragma("busy_timeout") >= 5000
         assert pragma("foreign_keys") == 1
         assert pragma("synchronous") == 2
+        assert pragma("journal_size_limit") == 64 << 20  # the -wal file shrinks back
+
+
+def test_a_hit_is_found_by_its_article_without_a_scan(store: Store) -> None:
+    """Retention asks whether any hit refers to an article, and deleting one makes the
+    database check the same: both need hits indexed by article_id first (2,000 of 17,500
+    articles took 13.9 s to prune without it, holding the write lock; 0.44 s with it)."""
+    from sqlalchemy import inspect
+
+    indexes = inspect(store.engine).get_indexes("hits")
+    assert any(ix["column_names"][0] == "article_id" for ix in indexes)
+    if store.engine.dialect.name == "sqlite":
+        with store.engine.connect() as conn:
+            plan = conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN SELECT 1 FROM hits WHERE article_id = 1"
+            ).fetchall()  # fmt: skip
+        assert "USING COVERING INDEX ix_hits_article_id" in str(plan)
 
 
 def test_second_process_lock_is_refused(sqlite_store: Store, tmp_path: Path) -> None:

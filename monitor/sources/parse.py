@@ -204,7 +204,7 @@ def _worker_main(
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     import feedparser  # noqa: F401 - warm up before saying ready: see WORKER_STARTUP_TIMEOUT
 
-    from monitor.sources.normalise import normalise_feed  # imports this module: not at the top
+    import monitor.sources.normalise  # noqa: F401 - the same; it imports this module: not at the top
 
     conn.send("ready")
     while True:
@@ -215,28 +215,44 @@ def _worker_main(
         if message is None:
             return
         kind, body, headers, *more = message
+        reply = _handle(kind, body, headers, more, sanitize, annotate, memory_bytes)
         try:
-            feed = parse_bytes(body, headers, sanitize)
-            if kind == "parse":
-                conn.send(("ok", feed))
-                continue
-            source, fetched_at = more
-            articles = tuple(normalise_feed(source, feed, fetched_at))
-            notes = tuple(annotate(a.text) for a in articles) if annotate else ()
-            digest = FeedDigest(
-                feed.version, feed.ttl, feed.warning, len(feed.entries), articles, notes
-            )
-            conn.send(("ok", digest))
-        except MemoryError:
-            conn.send(("error", "parse_memory_exceeded", f"over {memory_bytes >> 20} MiB"))
-        except RecursionError:
-            conn.send(("error", "parse_error", "nesting too deep"))
-        except EntityBudgetError as e:
-            conn.send(("error", "entity_expansion_refused", str(e)))
-        except TruncatedFeedError as e:
-            conn.send(("error", "truncated_feed", str(e)))
-        except Exception as e:  # G3: any failure inside feedparser is this feed's error only
-            conn.send(("error", "parse_error", f"{type(e).__name__}: {str(e)[:200]}"))
+            try:
+                conn.send(reply)
+            except (BrokenPipeError, ConnectionResetError):
+                raise
+            except Exception as e:  # the result would not pickle: still this feed's error only
+                conn.send(("error", "parse_error", f"result not sendable: {type(e).__name__}"))
+        except (BrokenPipeError, ConnectionResetError):
+            return  # the daemon is gone (kill -9): nobody to answer, nothing to say about it
+
+
+def _handle(
+    kind: str, body: bytes, headers: dict[str, str], more: list[Any], sanitize: bool,
+    annotate: Annotate | None, memory_bytes: int,
+) -> tuple[Any, ...]:  # fmt: skip
+    """One request's reply: ("ok", result) or ("error", reason, detail)."""
+    try:
+        feed = parse_bytes(body, headers, sanitize)
+        if kind == "parse":
+            return ("ok", feed)
+        from monitor.sources.normalise import normalise_feed  # loaded at the worker's start
+
+        source, fetched_at = more
+        articles = tuple(normalise_feed(source, feed, fetched_at))
+        notes = tuple(annotate(a.text) for a in articles) if annotate else ()
+        count = len(feed.entries)
+        return ("ok", FeedDigest(feed.version, feed.ttl, feed.warning, count, articles, notes))
+    except MemoryError:
+        return ("error", "parse_memory_exceeded", f"over {memory_bytes >> 20} MiB")
+    except RecursionError:
+        return ("error", "parse_error", "nesting too deep")
+    except EntityBudgetError as e:
+        return ("error", "entity_expansion_refused", str(e))
+    except TruncatedFeedError as e:
+        return ("error", "truncated_feed", str(e))
+    except Exception as e:  # G3: any failure inside feedparser is this feed's error only
+        return ("error", "parse_error", f"{type(e).__name__}: {str(e)[:200]}")
 
 
 class _Worker:

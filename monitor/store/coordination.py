@@ -93,9 +93,11 @@ def prune_articles(store: Store, before: datetime) -> int:
         result = s.exec(delete(ArticleRow).where(col(ArticleRow.id).in_(doomed)))
         pruned = int(result.rowcount or 0)
     if store.engine.dialect.name == "sqlite":
-        # Give the space back and keep the -wal file from growing without bound.
+        # Copy the deletions into the file now. PASSIVE: TRUNCATE (and FULL, RESTART) block
+        # every writer while they wait for readers, up to busy_timeout; the -wal file is
+        # kept small by journal_size_limit instead (database.py).
         with store.engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
     return pruned
 
 

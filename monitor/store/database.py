@@ -103,6 +103,9 @@ def create_db_engine(url: str) -> Engine:
             "journal_mode=WAL",
             f"busy_timeout={BUSY_TIMEOUT_MS}",
             "synchronous=FULL",
+            # After a checkpoint resets the -wal file, cut it back to this (64 MiB):
+            # otherwise it stays as large as its largest burst, for good.
+            f"journal_size_limit={64 << 20}",
             "foreign_keys=ON",
         ):
             cursor.execute(f"PRAGMA {pragma}")

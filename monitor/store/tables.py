@@ -128,6 +128,7 @@ class HitRow(SQLModel, table=True):
         UniqueConstraint("rule_id", "article_id"),
         Index("ix_hits_rule_created", "rule_id", "created_at"),
         Index("ix_hits_story_rule", "story_id", "rule_id"),  # one alert per rule per story
+        Index("ix_hits_article_id", "article_id"),  # retention's "no hit refers to it"
     )
     id: int | None = Field(default=None, primary_key=True)
     rule_id: str
