@@ -210,7 +210,7 @@ def _worker_main(
     while True:
         try:
             message = conn.recv()
-        except EOFError:
+        except (EOFError, ConnectionResetError):  # the daemon closed the pipe, or died
             return
         if message is None:
             return
