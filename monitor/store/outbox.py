@@ -20,12 +20,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import func, update
+from sqlalchemy import func, text, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from monitor.domain import Alert, Match
 from monitor.store.tables import (
+    REALERT_QUIET,
     ArticleRow,
     DeliveryRow,
     HitRow,
@@ -70,29 +71,39 @@ def with_held_back(s: Session, alerts: list[Alert]) -> list[Alert]:
     quiet since the rule's previous alert to that sink ("the rest counted in the next one")."""
     out = []
     for alert in alerts:
-        same = (
-            select(func.count())
-            .select_from(DeliveryRow)
-            .join(HitRow, col(HitRow.id) == col(DeliveryRow.hit_id))
-            .where(HitRow.rule_id == alert.rule_id, col(DeliveryRow.sink) == alert.sink)
-        )
-        previous = s.exec(
-            select(func.max(DeliveryRow.created_at))
-            .join(HitRow, col(HitRow.id) == col(DeliveryRow.hit_id))
-            .where(HitRow.rule_id == alert.rule_id, col(DeliveryRow.sink) == alert.sink)
-            .where(
-                col(DeliveryRow.status) != SUPPRESSED, col(DeliveryRow.created_at) < alert.hit_at
-            )
-        ).one()
-        quiet = same.where(
-            col(DeliveryRow.last_error) == "realert_window",
-            col(DeliveryRow.created_at) < alert.hit_at,
-        )
-        if previous is not None:
-            quiet = quiet.where(col(DeliveryRow.created_at) > previous)
-        count = int(s.exec(quiet).one())
+        count = _held_back(s, alert)
         out.append(replace(alert, held_back=count) if count else alert)
     return out
+
+
+def quiet_count(rule_id: str, sink: str, before: datetime) -> Any:
+    """How many deliveries of the rule to the sink a realert window kept quiet before."""
+    return (
+        select(func.count())
+        .select_from(DeliveryRow)
+        .join(HitRow, col(HitRow.id) == col(DeliveryRow.hit_id))
+        .where(text(REALERT_QUIET))
+        .where(col(DeliveryRow.sink) == sink, col(DeliveryRow.created_at) < before)
+        .where(col(HitRow.rule_id) == rule_id)
+    )
+
+
+def _held_back(s: Session, alert: Alert) -> int:
+    # Quiet rows first, through their partial index: most rules have no realert window,
+    # and looking for the previous alert first read every delivery of the rule to the
+    # sink, once per alert (20 alerts/s after 13,000 hits of one rule, in the S4 soak).
+    quiet = quiet_count(alert.rule_id, alert.sink, alert.hit_at)
+    if not s.exec(quiet).one():
+        return 0
+    previous = s.exec(
+        select(func.max(DeliveryRow.created_at))
+        .join(HitRow, col(HitRow.id) == col(DeliveryRow.hit_id))
+        .where(HitRow.rule_id == alert.rule_id, col(DeliveryRow.sink) == alert.sink)
+        .where(col(DeliveryRow.status) != SUPPRESSED, col(DeliveryRow.created_at) < alert.hit_at)
+    ).one()
+    if previous is not None:
+        quiet = quiet.where(col(DeliveryRow.created_at) > previous)
+    return int(s.exec(quiet).one())
 
 
 def alert_query() -> Any:

@@ -9,7 +9,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Index, LargeBinary, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Index,
+    LargeBinary,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
 from sqlmodel import Field, SQLModel
 
 
@@ -139,6 +148,11 @@ class HitRow(SQLModel, table=True):
     created_at: datetime = _at(nullable=False, index=True)
 
 
+# The predicate of a partial index, and written the same (a literal, not a bound
+# parameter) in the queries that use it, so that the planners can match the two.
+REALERT_QUIET = "last_error = 'realert_window'"
+
+
 class DeliveryRow(SQLModel, table=True):
     """The outbox: one row per (hit, sink), written with the hit, sent later."""
 
@@ -146,6 +160,15 @@ class DeliveryRow(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("hit_id", "sink"),
         Index("ix_deliveries_due", "status", "next_attempt_at"),
+        # The few deliveries a realert window kept quiet: every alert counts those of its
+        # rule and sink ("held back"), which must not read the sink's whole history.
+        Index(
+            "ix_deliveries_realert_quiet",
+            "sink",
+            "created_at",
+            sqlite_where=text(REALERT_QUIET),
+            postgresql_where=text(REALERT_QUIET),
+        ),
     )
     id: str = Field(primary_key=True)  # deterministic UUIDv5: the webhook-id
     hit_id: int = Field(foreign_key="hits.id")
