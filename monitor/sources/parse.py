@@ -206,7 +206,10 @@ def _worker_main(
 
     import monitor.sources.normalise  # noqa: F401 - the same; it imports this module: not at the top
 
-    conn.send("ready")
+    try:
+        conn.send("ready")
+    except (BrokenPipeError, ConnectionResetError):
+        return  # the daemon died while this worker started
     while True:
         try:
             message = conn.recv()

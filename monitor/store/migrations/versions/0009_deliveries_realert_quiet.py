@@ -3,7 +3,7 @@
 Every alert loaded for sending counts the hits of its rule that a realert
 window kept quiet ("held back"). That query began with the rule's previous
 alert to the sink, which read every delivery of the rule to that sink: after
-13,000 hits of one rule the S4 soak delivered 20 alerts a second. The quiet
+13,000 hits of one rule the S4 soak's daemon sent 12 alerts a second. The quiet
 rows are few; this index finds them (or that there are none) at once.
 
 Revision ID: 0009
