@@ -51,6 +51,7 @@ class Receiver:
     def __init__(self, secrets: dict[str, str | bytes] | None = None):
         self.script: dict[str, list[Reply]] = {}
         self.requests: list[Received] = []
+        self.truncated = 0  # requests whose body ended before its Content-Length
         self.secrets = secrets or {}
         self.changed = threading.Condition()
         receiver = self
@@ -59,6 +60,11 @@ class Receiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
+                if len(body) < length:
+                    # The sender died mid-request (the S4 soak's kill -9): like any server,
+                    # take it as never received; the sender sends it again, with its id.
+                    receiver.truncated += 1
+                    return
                 receiver.record(self.path, dict(self.headers.items()), body)
                 reply = receiver.next_reply(self.path)
                 if reply.hold is not None:

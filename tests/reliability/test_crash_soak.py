@@ -96,6 +96,8 @@ def test_random_kill_soak(
     figure("crash soak", "S4 kills K (over s)", f"{kills} ({soak:.0f})")
     figure("crash soak", "S4 integrity_check failures", integrity_failures)
     figure("crash soak", "S4 partial transactions (rows of a half-stored poll)", partial)
+    figure("crash soak", "S4 sends cut off by a kill (receivers saw a short body)",
+           sum(r.truncated for r in receivers))  # fmt: skip
     figure("crash soak", "S4 restart to first stored poll p50/max s",
            f"{quantile(resumed, 0.5):.2f}/{max(resumed, default=float('nan')):.2f}")  # fmt: skip
     assert integrity_failures == 0 and partial == 0
