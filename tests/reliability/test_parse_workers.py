@@ -68,7 +68,7 @@ def test_hung_and_bloated_parses_replace_workers_and_spare_other_feeds(
 
         def hostile_errors() -> int:
             if time.monotonic() - last_kill[0] > 1.5 and len(killed) < wanted // 2:
-                busy = [pid for pid, state in daemon.children() if state == "R" and age(pid) > 10]
+                busy = [pid for pid, state in daemon.children() if state == "R" and age(pid) > 3]
                 if busy:  # a started worker deep in a parse: what the OOM killer would pick
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(busy[0], signal.SIGKILL)
