@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
+from faultkit import eventually
 from monitor.domain import Article, Hit, PollOutcome, Rule
 from monitor.errors import LeaseLost
 from monitor.store import Store, database
@@ -116,11 +116,8 @@ def test_a_replica_frozen_inside_a_transaction_does_not_keep_its_rows(
         stuck = frozen.engine.connect()
         stuck.execute(text("SELECT 1 FROM sources FOR UPDATE"))  # then never a statement again
         assert claim_sources(other, "b", NOW, NAMES[:1]) == []  # skipped: the row is locked
-        done = threading.Event()
-        deadline = time.monotonic() + 30
-        while not (claims := claim_sources(other, "b", NOW, NAMES[:1])):
-            assert time.monotonic() < deadline, "the frozen session still holds the row"
-            done.wait(0.2)
+        claims = eventually(lambda: claim_sources(other, "b", NOW, NAMES[:1]),
+                            "the frozen session's row freed", timeout=30, every=0.2)  # fmt: skip
         assert claims[0].taken_over_from == "a"
         stuck.invalidate()
     finally:

@@ -206,10 +206,8 @@ def _worker_main(
 
     import monitor.sources.normalise  # noqa: F401 - the same; it imports this module: not at the top
 
-    try:
-        conn.send("ready")
-    except (BrokenPipeError, ConnectionResetError):
-        return  # the daemon died while this worker started
+    if not _answer(conn, "ready"):
+        return
     while True:
         try:
             message = conn.recv()
@@ -218,16 +216,23 @@ def _worker_main(
         if message is None:
             return
         kind, body, headers, *more = message
-        reply = _handle(kind, body, headers, more, sanitize, annotate, memory_bytes)
+        if not _answer(conn, _handle(kind, body, headers, more, sanitize, annotate, memory_bytes)):
+            return
+
+
+def _answer(conn: Connection, message: Any) -> bool:
+    """Send ``message`` to the daemon; False if it is gone (kill -9): nobody to answer, and
+    nothing to say about it in its log."""
+    try:
         try:
-            try:
-                conn.send(reply)
-            except (BrokenPipeError, ConnectionResetError):
-                raise
-            except Exception as e:  # the result would not pickle: still this feed's error only
-                conn.send(("error", "parse_error", f"result not sendable: {type(e).__name__}"))
+            conn.send(message)
         except (BrokenPipeError, ConnectionResetError):
-            return  # the daemon is gone (kill -9): nobody to answer, nothing to say about it
+            raise
+        except Exception as e:  # the result would not pickle: still this feed's error only
+            conn.send(("error", "parse_error", f"result not sendable: {type(e).__name__}"))
+    except (BrokenPipeError, ConnectionResetError):
+        return False
+    return True
 
 
 def _handle(
