@@ -77,12 +77,16 @@ def test_an_external_exclusive_lock_delays_writes_and_loses_nothing(
     daemon.wait_for("daemon started")
     eventually(lambda: len(receiver.requests) >= FEEDS, "the first hits delivered")
     shell = subprocess.Popen(["sqlite3", str(db)], stdin=subprocess.PIPE, text=True,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    assert shell.stdin is not None
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
+    assert shell.stdin is not None and shell.stdout is not None
     try:
-        shell.stdin.write("BEGIN EXCLUSIVE;\nSELECT 1;\n")
+        # The shell's own busy timeout is 0: a BEGIN colliding with one of the daemon's
+        # writes failed at once, and the daemon then ran unhindered. So it waits for the
+        # lock, exits on an error (.bail), and says when it holds the lock.
+        shell.stdin.write(".bail on\n.timeout 20000\nBEGIN EXCLUSIVE;\nSELECT 'locked';\n")
         shell.stdin.flush()
-        eventually(lambda: not can_write(db), "the shell holds the write lock")
+        assert shell.stdout.readline().strip() == "locked", "the shell could not take the lock"
+        assert not can_write(db)
         mark, locked_at = len(daemon.lines), time.monotonic()
         # The daemon reports the lock once a write has waited out busy_timeout, which
         # depends on when its next write began: hold the lock until it says so.
