@@ -137,6 +137,8 @@ class Store(OutboxQueries):
         """Which of ``keys`` this source has stored before (one query per poll)."""
         keys = list(set(keys))
         found: set[str] = set()
+        if not keys:  # a 304 poll: no connection to check out, no query
+            return found
         with self.engine.connect() as connection:
             for i in range(0, len(keys), 500):  # stay under SQLite's bound-parameter limit
                 params = {"source": source, "keys": keys[i : i + 500]}
