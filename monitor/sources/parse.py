@@ -224,14 +224,11 @@ def _answer(conn: Connection, message: Any) -> bool:
     """Send ``message`` to the daemon; False if it is gone (kill -9): nobody to answer, and
     nothing to say about it in its log."""
     try:
-        try:
-            conn.send(message)
-        except (BrokenPipeError, ConnectionResetError):
-            raise
-        except Exception as e:  # the result would not pickle: still this feed's error only
-            conn.send(("error", "parse_error", f"result not sendable: {type(e).__name__}"))
+        conn.send(message)
     except (BrokenPipeError, ConnectionResetError):
         return False
+    except Exception as e:  # the result would not pickle: still this feed's error only
+        return _answer(conn, ("error", "parse_error", f"result not sendable: {type(e).__name__}"))
     return True
 
 

@@ -29,6 +29,7 @@ from sqlmodel import col
 from monitor.domain import Article, Hit, Match, Rule, delivery_id, snippet_around
 from monitor.store.outbox import SUPPRESSED, StoryClusterer
 from monitor.store.tables import (
+    REALERT_WINDOW,
     ArticleRow,
     DeliveryRow,
     HitRow,
@@ -202,7 +203,7 @@ def _insert_hits(
         if (rule.id, story_id) in alerted:
             reason = "story_already_alerted"
         elif rule.realert is not None and rule.id in recent:
-            reason = "realert_window"
+            reason = REALERT_WINDOW
         sinks = list(sinks_for(hit))
         alerted.add((rule.id, story_id))
         if reason is None and sinks and rule.realert is not None:

@@ -148,9 +148,11 @@ class HitRow(SQLModel, table=True):
     created_at: datetime = _at(nullable=False, index=True)
 
 
-# The predicate of a partial index, and written the same (a literal, not a bound
-# parameter) in the queries that use it, so that the planners can match the two.
-REALERT_QUIET = "last_error = 'realert_window'"
+# A delivery a realert window kept quiet carries this reason. The partial index's
+# predicate is written the same (a literal, not a bound parameter) in the queries that
+# use it, so that the planners can match the two.
+REALERT_WINDOW = "realert_window"
+REALERT_QUIET = f"last_error = '{REALERT_WINDOW}'"
 
 
 class DeliveryRow(SQLModel, table=True):
