@@ -7,11 +7,13 @@ from itertools import combinations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlmodel import select
 
 from flows import SUMMIT, make_flow, webhook_sink
 from monitor.store.tables import DeliveryRow
-from monitor.stories import THRESHOLD, StoryIndex, signature, similarity
+from monitor.stories import _WORD, THRESHOLD, StoryIndex, _words, signature, similarity
 from receivers import running
 
 # Five copies of one story as wire services and republishers run it.
@@ -122,3 +124,11 @@ def test_index_keeps_only_the_newest_signatures() -> None:
     assert len(index) == 3
     assert index.assign(texts[0])[0] is None  # evicted: no longer joins its old story
     assert index.assign(texts[4])[0] == 5  # kept
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127)) | st.text())
+def test_words_fast_path_finds_what_the_regex_finds(text: str) -> None:
+    # Signatures are stored: the ASCII fast path must give exactly the regex's words, or a
+    # story told before an upgrade would not be recognised after it.
+    lowered = text.lower()
+    assert _words(lowered) == _WORD.findall(lowered)
