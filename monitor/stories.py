@@ -30,9 +30,10 @@ run for months.
 from __future__ import annotations
 
 import re
+import struct
 import zlib
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from itertools import repeat
 
@@ -109,8 +110,15 @@ def signature(text: str) -> Signature:
 
 
 def signature_bytes(text: str) -> bytes:
-    """``signature`` as stored: what a parse worker computes for each article it reads."""
+    """``signature`` as stored."""
     return encode(signature(text))
+
+
+def story_note(text: str) -> bytes:
+    """What a parse worker computes for each article it reads: the stored signature, then
+    its band keys, so that the daemon's own GIL does neither (bench/bench_feeds.py)."""
+    sig = signature(text)
+    return encode(sig) + _pack_keys(_band_keys(sig))
 
 
 def similarity(a: Signature, b: Signature) -> float:
@@ -122,9 +130,12 @@ def encode(sig: Signature) -> bytes:
     return sig.astype("<u4").tobytes()
 
 
+SIGNATURE_BYTES = NUM_PERM * 4
+
+
 def decode(data: bytes) -> Signature | None:
     """A stored signature, or None if it was made by an older scheme (another size)."""
-    if len(data) != NUM_PERM * 4:
+    if len(data) != SIGNATURE_BYTES:
         return None
     return np.frombuffer(data, dtype="<u4").astype(np.uint32)
 
@@ -135,6 +146,8 @@ _BAND_MIX = np.array(
     dtype=np.uint64,
 )
 _BAND_NUMBERS = np.arange(BANDS, dtype=np.uint64) * _BAND_MIX[ROWS]
+_KEYS = struct.Struct(f"<{BANDS}Q")
+NOTE_BYTES = SIGNATURE_BYTES + _KEYS.size
 
 
 def _band_keys(sig: Signature) -> list[int]:
@@ -149,13 +162,35 @@ def _band_keys(sig: Signature) -> list[int]:
     return keys
 
 
+def _pack_keys(keys: Sequence[int]) -> bytes:
+    return _KEYS.pack(*keys)
+
+
+def _signature_of(note: bytes) -> Signature:
+    return np.frombuffer(note, dtype="<u4", count=NUM_PERM)
+
+
+def _note(data: bytes | None, text: str) -> bytes | None:
+    """A signature with its band keys, from a worker's note, a stored signature or the
+    text; None for a stored signature of an older scheme."""
+    if data is not None and len(data) == NOTE_BYTES:
+        return data
+    sig = decode(data) if data is not None else signature(text)
+    if sig is None:
+        return None
+    return encode(sig) + _pack_keys(_band_keys(sig))
+
+
 class StoryIndex:
     """Article signatures -> stories, in memory; the store keeps the durable copy.
 
     Story ids below zero are placeholders for stories a poll has just found
     and not yet stored: ``settle`` replaces them once the store knows the ids.
     Members are named ``a<article id>`` when loaded, ``s<source id>:<item key>``
-    when a poll adds them: either names one article.
+    when a poll adds them: either names one article. Each member is kept as its
+    note (signature and band keys as bytes, see ``story_note``): a signature is
+    decoded only to be compared with a candidate's, and eviction needs no
+    recomputing of band keys.
     """
 
     def __init__(self, threshold: float = THRESHOLD, capacity: int = CAPACITY):
@@ -165,56 +200,56 @@ class StoryIndex:
         # Strings and tuples of strings, not a set per band: 37 new containers an
         # article kept the garbage collector walking a growing heap (py-spy, issue #3).
         self._bands: dict[int, str | tuple[str, ...]] = {}
-        self._signatures: OrderedDict[str, Signature] = OrderedDict()  # oldest first
+        self._notes: OrderedDict[str, bytes] = OrderedDict()  # oldest first
         self._stories: dict[str, int] = {}
         self._unsettled: list[str] = []
-        # The last signature assigned, with its band keys: remember() needs them again.
-        self._assigned: tuple[bytes, Signature, list[int]] | None = None
 
     def __len__(self) -> int:
-        return len(self._signatures)
+        return len(self._notes)
 
     def load(self, rows: Iterable[tuple[int, int, bytes]]) -> None:
         """Rebuild from stored (article id, story id, signature) rows."""
         for article_id, story_id, data in rows:
-            sig = decode(data)
-            if sig is not None:
-                self._insert(f"a{article_id}", story_id, sig)
+            note = _note(data, "")
+            if note is not None:
+                self._insert(f"a{article_id}", story_id, note)
 
     def assign(self, text: str, data: bytes | None = None) -> tuple[int | None, bytes]:
-        """The story an article with this text belongs to (None: a new one), and its signature.
+        """The story an article with this text belongs to (None: a new one), and its note
+        (``remember`` takes it; its first ``SIGNATURE_BYTES`` are what is stored).
 
-        ``data``: the text's signature, already made (by a parse worker).
+        ``data``: the text's note (``story_note``) or signature, already made (by a
+        parse worker).
         """
-        sig = decode(data) if data is not None else None
-        if sig is None:
-            sig = signature(text)
+        note = _note(data, text)
+        if note is None:  # a signature of another scheme: make this text's own
+            note = _note(None, text)
+            assert note is not None
         best, best_score = None, self.threshold
-        keys = _band_keys(sig)
         candidates: set[str] = set()
         # map() keeps the 37 lookups in C; only the bands that hold something loop here.
-        for found in filter(None, map(self._bands.get, keys)):
+        for found in filter(None, map(self._bands.get, _KEYS.unpack_from(note, SIGNATURE_BYTES))):
             candidates.update((found,) if isinstance(found, str) else found)
-        for key in candidates:
-            score = similarity(sig, self._signatures[key])
-            if score >= best_score:
-                best, best_score = self._stories[key], score
-        data = encode(sig)
-        self._assigned = (data, sig, keys)
-        return best, data
+        if candidates:
+            sig = _signature_of(note)
+            for key in candidates:
+                score = similarity(sig, _signature_of(self._notes[key]))
+                if score >= best_score:
+                    best, best_score = self._stories[key], score
+        return best, note
 
-    def remember(self, key: Hashable, story_id: int, data: bytes) -> None:
-        """Add an article's signature under ``key`` (its id, or anything unique to it)."""
-        assigned = self._assigned
-        sig: Signature | None
-        keys: list[int] | None = None
-        if assigned is not None and assigned[0] == data:
-            sig, keys = assigned[1], assigned[2]
-        else:
-            sig = decode(data)
-        if sig is not None:
+    @staticmethod
+    def stored(note: bytes) -> bytes:
+        """The part of a note that is stored: the signature."""
+        return note[:SIGNATURE_BYTES]
+
+    def remember(self, key: Hashable, story_id: int, note: bytes) -> None:
+        """Add an article's note (from ``assign``) under ``key`` (its id, or anything
+        unique to it)."""
+        made = _note(note, "")
+        if made is not None:
             name = str(key)
-            self._insert(name, story_id, sig, keys)
+            self._insert(name, story_id, made)
             self._unsettled.append(name)
 
     def settle(self, story_ids: Mapping[int, int]) -> None:
@@ -227,15 +262,13 @@ class StoryIndex:
                 stories[key] = story_ids.get(story, story)
         self._unsettled.clear()
 
-    def _insert(
-        self, key: str, story_id: int, sig: Signature, keys: list[int] | None = None
-    ) -> None:
-        if key in self._signatures:
+    def _insert(self, key: str, story_id: int, note: bytes) -> None:
+        if key in self._notes:
             return
-        self._signatures[key] = sig
+        self._notes[key] = note
         self._stories[key] = story_id
         bands = self._bands
-        keys = keys if keys is not None else _band_keys(sig)
+        keys = _KEYS.unpack_from(note, SIGNATURE_BYTES)
         held = list(map(bands.get, keys))
         if not any(held):  # the usual case: every band is new, filled in C
             bands.update(zip(keys, repeat(key)))
@@ -245,17 +278,21 @@ class StoryIndex:
                     bands[band] = key
                 else:
                     bands[band] = (found, key) if isinstance(found, str) else (*found, key)
-        while len(self._signatures) > self.capacity:
+        while len(self._notes) > self.capacity:
             self._evict()
 
     def _evict(self) -> None:
-        oldest, old = self._signatures.popitem(last=False)
+        oldest, note = self._notes.popitem(last=False)
         del self._stories[oldest]
         bands = self._bands
-        for band in _band_keys(old):
-            found = bands[band]
-            if isinstance(found, str):
-                del bands[band]  # it can only be ``oldest``
-                continue
+        keys = _KEYS.unpack_from(note, SIGNATURE_BYTES)
+        # Popped in C; the bands it shared are put back below. (None: a band key it holds
+        # twice, two bands folding to one key.)
+        held = list(map(bands.pop, keys, repeat(None)))
+        if held.count(oldest) == len(held):
+            return  # the usual case: it shared no band
+        for band, found in zip(keys, held, strict=True):
+            if found is None or isinstance(found, str):
+                continue  # a string can only be ``oldest``
             rest = tuple(k for k in found if k != oldest)
             bands[band] = rest[0] if len(rest) == 1 else rest

@@ -21,7 +21,7 @@ from monitor.sinks.webhook import WebhookSink
 from monitor.sources.feed import FeedReader
 from monitor.sources.fetch import Fetcher, FetchLimits, Resolver
 from monitor.sources.parse import ParserPool
-from monitor.stories import signature_bytes
+from monitor.stories import story_note
 
 log = logging.getLogger("monitor.wiring")
 
@@ -81,7 +81,7 @@ def build_reader(config: Config, resolve: Resolver) -> FeedReader:
         parse_workers(os.cpu_count() or 2, len(config.feeds)),
         timeout=fetch.parse_timeout.total_seconds(),
         memory_bytes=fetch.parse_memory,
-        annotate=signature_bytes,  # story signatures are made beside parsing, off our GIL
+        annotate=story_note,  # story signatures are made beside parsing, off our GIL
     )
     return FeedReader(fetcher, parser)
 

@@ -79,7 +79,8 @@ def insert_articles(
 ) -> list[int]:
     """Store new articles with their stories, hits and deliveries; return the article ids.
 
-    ``signatures``: story signatures already made for some articles, by item key.
+    ``signatures``: story notes (``monitor.stories.story_note``) or signatures already
+    made for some articles, by item key.
     """
     story_ids, made, older = _stories(connection, source_id, items, now, stories, signatures)
     rows = [
@@ -131,7 +132,7 @@ def _stories(
     signatures: list[bytes] = []
     placeholders = 0
     for article, _ in items:
-        story, signature = (
+        story, note = (
             stories.assign(article.text, known.get(article.item_key))
             if stories is not None
             else (None, b"")
@@ -140,9 +141,9 @@ def _stories(
             placeholders += 1
             story = -placeholders
         found.append(story)
-        signatures.append(signature)
         if stories is not None:
-            stories.remember(f"s{source_id}:{article.item_key}", story, signature)
+            signatures.append(stories.stored(note))
+            stories.remember(f"s{source_id}:{article.item_key}", story, note)
     stored = {story for story in found if story > 0}
     alive = _existing_stories(connection, stored)
     renamed = {gone: -n for n, gone in enumerate(sorted(stored - alive), start=placeholders + 1)}
