@@ -24,11 +24,13 @@ import sys
 import threading
 import unicodedata
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from functools import cached_property, lru_cache
 from itertools import accumulate, compress
 from operator import add, methodcaller
 from typing import Any, NamedTuple, Protocol
+
+import numpy as np
 
 # A named-entity recogniser: text -> (start char, end char, label) per entity (monitor.nlp).
 Recognizer = Callable[[str], list[tuple[int, int, str]]]
@@ -78,6 +80,7 @@ _ASCII_TOKEN = re.compile(r"([A-Za-z0-9]+)")
 _ASCII_SEPARATORS = str.maketrans({chr(c): " " for c in range(128) if not chr(c).isalnum()})
 _ACCENTS = re.compile(rf"[{_ACCENT_MARKS}]+")
 _LINE_BREAK = re.compile(r"[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
+_SPACE = ord(" ")
 _RARE_BREAKS = "\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"  # the line breaks other than "\n"
 
 # The title is sentence 0 and paragraph 0; body numbers start above it.
@@ -130,14 +133,17 @@ def _count_before(spaced: str, end: int) -> int:
     return count
 
 
-def _whole_word_starts(padded: str, word: str) -> list[int]:
-    """Offsets (into the unpadded text) of each whole-token ``word`` in ``padded``."""
-    found, needle, find = [], f" {word} ", padded.find
-    at = find(needle)
-    while at >= 0:
-        found.append(at)  # the leading space sits one before the word: the unpadded offset
-        at = find(needle, at + len(word) + 1)  # the trailing space may lead the next one
-    return found
+def _ascii_starts(padded: str) -> Sequence[int]:
+    """Each token's start in the unpadded text, from ``padded`` (" " + ASCII text with
+    separators as spaces + " "): where a space is followed by a non-space.
+
+    numpy over the bytes, ~6 us for a 4 KB article; locating each reported word by
+    ``str.find`` scans was a third of matching at 10,000 rules, and a Python pass
+    over the tokens cost 65 us (bench/bench_matching.py, issue #5). The memoryview
+    gives plain ints.
+    """
+    space = np.frombuffer(padded.encode("ascii"), dtype=np.uint8) == _SPACE
+    return np.flatnonzero(space[:-1] > space[1:]).data
 
 
 class ArticleLike(Protocol):
@@ -209,10 +215,10 @@ class TokenizedText:
     ``title_count`` tokens at the front are the title's. ``folded`` is built
     at once; ``positions`` maps a folded token to its sorted token indices.
     ``start_of(i)`` and ``end_of(i)`` give token i's character span: for
-    ASCII text only the tokens a match reports are ever located (one
-    ``str.find`` per occurrence of their word), since building every token's
-    offsets cost twice the tokenising (bench/bench_matching.py, issue #5);
-    ``starts``, ``ends`` and ``cased`` (whole lists) are built on first use.
+    ASCII text every token's start is found at the first of them (in one
+    numpy pass, ``_ascii_starts``), so a text no query reports on never pays
+    for it; ``starts``, ``ends`` and ``cased`` (whole lists) are built on
+    first use.
     Paragraph and sentence numbers are computed only when a query asks.
     """
 
@@ -220,18 +226,18 @@ class TokenizedText:
         self.text = text
         self.body_start = body_start
         # Every token's offsets: set here for non-ASCII text, which is scanned by regex.
-        self._starts: list[int] | None = None
+        self._starts: Sequence[int] | None = None
         self._ends: list[int] = []
-        if text.isascii():
+        self._ascii = text.isascii()
+        if self._ascii:
             # Tokens are the runs between spaces of the translated text, and for ASCII
             # casefold is lower: no regex, no per-token Python call.
             self._spaced = text.translate(_ASCII_SEPARATORS)
             lowered = self._spaced.lower()
             self.folded = lowered.split()
             self.title_count = _count_before(self._spaced, title_end)
-            # Padded so that " word " finds each whole-token occurrence of word.
+            # Padded so that " prefix" finds each token starting with prefix.
             self._padded = f" {lowered} "
-            self._located: dict[int, int] = {}  # token -> start, for the words located so far
         else:
             starts, ends, words = _scan(text)
             cased = list(map(strip_accents, words))
@@ -248,41 +254,26 @@ class TokenizedText:
 
     def start_of(self, i: int) -> int:
         """Character offset of token i's start."""
-        if self._starts is not None:
-            return self._starts[i]
-        start = self._located.get(i)
-        if start is None:
-            start = self._locate(i)
-        return start
-
-    def _locate(self, i: int) -> int:
-        """Locate every occurrence of token i's word at once (ASCII text)."""
-        word = self.folded[i]
-        starts = _whole_word_starts(self._padded, word)
-        self._located.update(zip(self.positions[word], starts, strict=True))
-        return self._located[i]
+        starts = self._starts
+        if starts is None:
+            starts = self._starts = _ascii_starts(self._padded)
+        return starts[i]
 
     def end_of(self, i: int) -> int:
         """Character offset just past token i."""
-        if self._starts is not None:
+        if not self._ascii:
             return self._ends[i]
         return self.start_of(i) + len(self.folded[i])  # lower() keeps ASCII lengths
 
     def span_of(self, occurrence: tuple[int, int]) -> tuple[int, int]:
         """The characters from the start of token ``first`` to the end of token ``last``."""
         first, last = occurrence
-        if self._starts is not None:
-            return self._starts[first], self._ends[last]
-        located = self._located
-        start = located.get(first)
-        if start is None:
-            start = self._locate(first)
-        if first == last:
-            return start, start + len(self.folded[first])
-        end = located.get(last)
-        if end is None:
-            end = self._locate(last)
-        return start, end + len(self.folded[last])
+        if not self._ascii:
+            return self._starts[first], self._ends[last]  # type: ignore[index]
+        starts = self._starts
+        if starts is None:
+            starts = self._starts = _ascii_starts(self._padded)
+        return starts[first], starts[last] + len(self.folded[last])
 
     def paragraph_of(self, i: int) -> int:
         """Token i's paragraph: the title is 0, every line break starts a new one."""
@@ -293,9 +284,9 @@ class TokenizedText:
     @cached_property
     def starts(self) -> list[int]:
         """Character offset of each token's start (ASCII text: computed on first use)."""
-        pieces = self._spaced.split(" ")  # a token, or "" between two separators
-        offsets = accumulate(map((1).__add__, map(len, pieces)), initial=0)
-        return list(compress(offsets, pieces))
+        if self._starts is None:
+            self._starts = _ascii_starts(self._padded)
+        return list(self._starts)
 
     @cached_property
     def ends(self) -> list[int]:
@@ -347,7 +338,7 @@ class TokenizedText:
         return found
 
     def _words_starting(self, prefix: str) -> list[str]:
-        if self._starts is None:
+        if self._ascii:
             padded, needle, found = self._padded, " " + prefix, set()
             at = padded.find(needle)
             while at >= 0:

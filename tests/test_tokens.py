@@ -228,7 +228,7 @@ def test_spans_and_units_per_token_agree_with_the_whole_lists(pieces: list[str],
     text = TokenizedText(raw, min(cut, len(raw)), min(cut, len(raw)))
     reference = TokenizedText(raw, min(cut, len(raw)), min(cut, len(raw)))
     starts, ends, paragraphs = reference.starts, reference.ends, reference.paragraphs
-    for i in reversed(range(len(text))):  # any order: located words are remembered
+    for i in reversed(range(len(text))):  # any order
         assert (text.start_of(i), text.end_of(i)) == (starts[i], ends[i])
         assert text.paragraph_of(i) == paragraphs[i]
         assert text.span_of((i, len(text) - 1)) == (starts[i], ends[-1])
