@@ -33,7 +33,7 @@ import re
 import struct
 import zlib
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping
 from functools import lru_cache
 from itertools import repeat
 
@@ -117,8 +117,7 @@ def signature_bytes(text: str) -> bytes:
 def story_note(text: str) -> bytes:
     """What a parse worker computes for each article it reads: the stored signature, then
     its band keys, so that the daemon's own GIL does neither (bench/bench_feeds.py)."""
-    sig = signature(text)
-    return encode(sig) + _pack_keys(_band_keys(sig))
+    return _note_of(signature(text))
 
 
 def similarity(a: Signature, b: Signature) -> float:
@@ -162,23 +161,12 @@ def _band_keys(sig: Signature) -> list[int]:
     return keys
 
 
-def _pack_keys(keys: Sequence[int]) -> bytes:
-    return _KEYS.pack(*keys)
+def _note_of(sig: Signature) -> bytes:
+    return encode(sig) + _KEYS.pack(*_band_keys(sig))
 
 
 def _signature_of(note: bytes) -> Signature:
     return np.frombuffer(note, dtype="<u4", count=NUM_PERM)
-
-
-def _note(data: bytes | None, text: str) -> bytes | None:
-    """A signature with its band keys, from a worker's note, a stored signature or the
-    text; None for a stored signature of an older scheme."""
-    if data is not None and len(data) == NOTE_BYTES:
-        return data
-    sig = decode(data) if data is not None else signature(text)
-    if sig is None:
-        return None
-    return encode(sig) + _pack_keys(_band_keys(sig))
 
 
 class StoryIndex:
@@ -210,9 +198,9 @@ class StoryIndex:
     def load(self, rows: Iterable[tuple[int, int, bytes]]) -> None:
         """Rebuild from stored (article id, story id, signature) rows."""
         for article_id, story_id, data in rows:
-            note = _note(data, "")
-            if note is not None:
-                self._insert(f"a{article_id}", story_id, note)
+            sig = decode(data)
+            if sig is not None:
+                self._insert(f"a{article_id}", story_id, _note_of(sig))
 
     def assign(self, text: str, data: bytes | None = None) -> tuple[int | None, bytes]:
         """The story an article with this text belongs to (None: a new one), and its note
@@ -221,10 +209,11 @@ class StoryIndex:
         ``data``: the text's note (``story_note``) or signature, already made (by a
         parse worker).
         """
-        note = _note(data, text)
-        if note is None:  # a signature of another scheme: make this text's own
-            note = _note(None, text)
-            assert note is not None
+        if data is not None and len(data) == NOTE_BYTES:
+            note = data
+        else:
+            sig = decode(data) if data is not None else None
+            note = _note_of(sig if sig is not None else signature(text))
         best, best_score = None, self.threshold
         candidates: set[str] = set()
         # map() keeps the 37 lookups in C; only the bands that hold something loop here.
@@ -246,11 +235,14 @@ class StoryIndex:
     def remember(self, key: Hashable, story_id: int, note: bytes) -> None:
         """Add an article's note (from ``assign``) under ``key`` (its id, or anything
         unique to it)."""
-        made = _note(note, "")
-        if made is not None:
-            name = str(key)
-            self._insert(name, story_id, made)
-            self._unsettled.append(name)
+        if len(note) != NOTE_BYTES:  # a signature alone
+            sig = decode(note)
+            if sig is None:
+                return
+            note = _note_of(sig)
+        name = str(key)
+        self._insert(name, story_id, note)
+        self._unsettled.append(name)
 
     def settle(self, story_ids: Mapping[int, int]) -> None:
         """Replace the story ids of the signatures remembered since the last settle:

@@ -252,12 +252,15 @@ class TokenizedText:
         # candidate; nothing runs a model until ``entity_spans`` is read.
         self.recognizer: Recognizer | None = None
 
+    def _token_starts(self) -> Sequence[int]:
+        starts = self._starts
+        if starts is None:  # ASCII text, asked for the first time
+            starts = self._starts = _ascii_starts(self._padded)
+        return starts
+
     def start_of(self, i: int) -> int:
         """Character offset of token i's start."""
-        starts = self._starts
-        if starts is None:
-            starts = self._starts = _ascii_starts(self._padded)
-        return starts[i]
+        return self._token_starts()[i]
 
     def end_of(self, i: int) -> int:
         """Character offset just past token i."""
@@ -268,11 +271,9 @@ class TokenizedText:
     def span_of(self, occurrence: tuple[int, int]) -> tuple[int, int]:
         """The characters from the start of token ``first`` to the end of token ``last``."""
         first, last = occurrence
+        starts = self._token_starts()
         if not self._ascii:
-            return self._starts[first], self._ends[last]  # type: ignore[index]
-        starts = self._starts
-        if starts is None:
-            starts = self._starts = _ascii_starts(self._padded)
+            return starts[first], self._ends[last]
         return starts[first], starts[last] + len(self.folded[last])
 
     def paragraph_of(self, i: int) -> int:
@@ -284,9 +285,7 @@ class TokenizedText:
     @cached_property
     def starts(self) -> list[int]:
         """Character offset of each token's start (ASCII text: computed on first use)."""
-        if self._starts is None:
-            self._starts = _ascii_starts(self._padded)
-        return list(self._starts)
+        return list(self._token_starts())
 
     @cached_property
     def ends(self) -> list[int]:

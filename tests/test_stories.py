@@ -13,7 +13,16 @@ from sqlmodel import select
 
 from flows import SUMMIT, make_flow, webhook_sink
 from monitor.store.tables import DeliveryRow
-from monitor.stories import _WORD, THRESHOLD, StoryIndex, _words, signature, similarity
+from monitor.stories import (
+    _WORD,
+    THRESHOLD,
+    StoryIndex,
+    _words,
+    signature,
+    signature_bytes,
+    similarity,
+    story_note,
+)
 from receivers import running
 
 # Five copies of one story as wire services and republishers run it.
@@ -132,3 +141,16 @@ def test_words_fast_path_finds_what_the_regex_finds(text: str) -> None:
     # story told before an upgrade would not be recognised after it.
     lowered = text.lower()
     assert _words(lowered) == _WORD.findall(lowered)
+
+
+def test_a_worker_note_a_stored_signature_and_the_text_find_the_same_story() -> None:
+    index = StoryIndex()
+    story, note = index.assign(COPIES[0])
+    assert story is None and note == story_note(COPIES[0])  # what a parse worker hands over
+    assert index.stored(note) == signature_bytes(COPIES[0])  # what the store keeps
+    index.remember(1, 7, note)
+    copy = COPIES[1]
+    for data in (None, story_note(copy), signature_bytes(copy), b"older scheme"):
+        assert index.assign(copy, data)[0] == 7
+    index.remember(2, 7, signature_bytes(copy))  # a signature alone is a note too
+    assert len(index) == 2
