@@ -201,6 +201,9 @@ class Stories:
     def assign(self, text: str, data: bytes | None = None) -> tuple[int | None, bytes]:
         return (self.first if text.startswith("copy") else None), b"sig"
 
+    def stored(self, note: bytes) -> bytes:
+        return note
+
     def remember(self, key: object, story_id: int, data: bytes) -> None:
         if self.first is None:
             self.first = story_id
