@@ -260,6 +260,37 @@ def test_f21_html_becomes_text_without_scripts_or_handlers(pool: ParserPool) -> 
     assert "<" not in article.body and "alert" not in article.body
 
 
+@pytest.mark.parametrize(
+    ("title", "expected"),
+    [
+        ("Kim &lt;!everyone&gt; a &lt; b &amp; co", "Kim <!everyone> a < b & co"),  # text
+        ("A &lt;b&gt;bold&lt;/b&gt; move", "A bold move"),  # HTML, as feedparser finds it
+        ("AT&amp;amp;T results", "AT&T results"),  # escaped twice: an entity is markup
+    ],
+)
+def test_a_title_loses_tags_only_when_it_is_markup(
+    pool: ParserPool, title: str, expected: str
+) -> None:
+    """RSS: a text title keeps what it says (F22's mentions reach the sinks to be escaped);
+    one that feedparser finds HTML in is turned into text."""
+    (article,) = normalise_feed("t", parse(pool, rss([item(1, title=title)])), NOW)
+    assert article.title == expected
+
+
+def test_atom_title_types_decide_whether_it_is_markup(pool: ParserPool) -> None:
+    entries = "".join(
+        f'<entry><id>urn:{n}</id><title type="{kind}">{value}</title><summary>s</summary></entry>'
+        for n, (kind, value) in enumerate([
+            ("text", "1 &lt; 2 &lt;br&gt;"),
+            ("html", "An &lt;i&gt;aside&lt;/i&gt;"),
+            ("xhtml", '<div xmlns="http://www.w3.org/1999/xhtml">A <b>bold</b> one</div>'),
+        ])
+    )  # fmt: skip
+    body = f'<feed xmlns="http://www.w3.org/2005/Atom"><title>f</title>{entries}</feed>'
+    articles = normalise_feed("t", parse(pool, body.encode(), "application/atom+xml"), NOW)
+    assert [a.title for a in articles] == ["1 < 2 <br>", "An aside", "A bold one"]
+
+
 @row("F23")
 @pytest.mark.parametrize("link", ["javascript:alert(1)", "data:text/html,<b>x</b>", "file:///x"])
 def test_f23_only_http_links_are_kept(pool: ParserPool, link: str) -> None:

@@ -7,7 +7,10 @@ back verbatim (RELIABILITY.md). Here, per entry:
 - text: NUL and C0 controls (except tab and newline) and lone surrogates
   removed (PostgreSQL rejects NUL in ``text``); HTML turned into plain text
   with paragraph breaks kept, through nh3 with every tag stripped (chosen over
-  lxml by measurement: bench/bench_feeds.py prints both);
+  lxml by measurement: bench/bench_feeds.py prints both); a title only when
+  the feed marks it as markup (Atom ``type="html"``/``"xhtml"``, an RSS title
+  feedparser finds HTML in): a text title keeps "<!everyone>" or "a < b" as
+  written, for every sink to escape (F22), where nh3 took them for tags;
 - caps: title 1,000 characters, body 64 KiB;
 - links: http(s) only, canonical (tracking parameters and fragment dropped);
 - dates: unparseable or more than a day in the future -> the fetch time;
@@ -117,7 +120,7 @@ def normalise_feed(source: str, feed: ParsedFeed, fetched_at: datetime) -> list[
 
 def normalise_entry(source: str, entry: RawEntry, fetched_at: datetime) -> Article:
     title = clean_text(entry.title)
-    if _LOOKS_LIKE_HTML.search(title):
+    if entry.title_html:
         title = html_to_text(title).replace("\n", " ")
     title = " ".join(title.split())[:MAX_TITLE]
     raw_body = entry.content if len(entry.content) >= len(entry.summary) else entry.summary

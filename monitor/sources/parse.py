@@ -69,6 +69,9 @@ class RawEntry:
     content: str
     published: tuple[int, ...] | None  # a UTC struct_time as a tuple
     updated: tuple[int, ...] | None
+    # The title is markup: Atom's type="html"/"xhtml", or an RSS title feedparser found
+    # HTML in. Otherwise it is text, whatever it holds ("<!everyone>", "a < b": F22).
+    title_html: bool = False
 
 
 @dataclass(frozen=True)
@@ -175,7 +178,13 @@ def _entry(e: Any) -> RawEntry:
         content=body[:TRIM_TEXT],
         published=_time(e.get("published_parsed")),
         updated=_time(e.get("updated_parsed")),
+        title_html=_is_markup(e.get("title_detail")),
     )
+
+
+def _is_markup(detail: Any) -> bool:
+    kind = detail.get("type") if isinstance(detail, dict) else None
+    return kind in ("text/html", "application/xhtml+xml")
 
 
 def _text(value: Any, cap: int) -> str:

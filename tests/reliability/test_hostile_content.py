@@ -443,15 +443,10 @@ def test_f22_mentions_and_spoofed_links_are_escaped(chat_payloads: dict[str, Any
     allowed_mentions.parse == [] and nothing that pings."""
     slack = _about(chat_payloads["slack"], "text", "@channel")
     assert "&lt;@U123&gt;" in slack and "&amp; co" in slack and _unescaped_slack(slack) == 0
-    # Through a feed, normalise strips <!everyone> and <https://evil|...> as markup (nh3 takes
-    # them for tags); what is left of them may only arrive escaped. (From a seed file they
-    # arrive whole and escaped: tests/test_chat.py.)
-    for raw, escaped in (
-        ("<!everyone>", "&lt;!everyone&gt;"),
-        ("<https://evil", "&lt;https://evil"),
-    ):
-        assert raw not in slack
-        assert escaped in slack or raw[1:] not in slack
+    # A text title reaches the sinks as written (normalise strips tags only from a title
+    # the feed marks as markup), so every piece arrives whole, and escaped.
+    assert "&lt;!everyone&gt;" in slack and "<!everyone>" not in slack
+    assert "&lt;https://evil.example|yourbank.com&gt;" in slack and "<https://evil" not in slack
     (discord,) = [p for p in chat_payloads["discord"] if "channel" in p["content"]]
     assert discord["allowed_mentions"] == {"parse": []} and "<@U123>" not in discord["content"]
     measured(slack_text=slack.splitlines()[1][:160])
