@@ -165,6 +165,15 @@ def _note_of(sig: Signature) -> bytes:
     return encode(sig) + _KEYS.pack(*_band_keys(sig))
 
 
+def _as_note(data: bytes) -> bytes | None:
+    """A note as it is (a parse worker's), or made from a stored signature; None for a
+    signature of an older scheme."""
+    if len(data) == NOTE_BYTES:
+        return data
+    sig = decode(data)
+    return None if sig is None else _note_of(sig)
+
+
 def _signature_of(note: bytes) -> Signature:
     return np.frombuffer(note, dtype="<u4", count=NUM_PERM)
 
@@ -198,9 +207,9 @@ class StoryIndex:
     def load(self, rows: Iterable[tuple[int, int, bytes]]) -> None:
         """Rebuild from stored (article id, story id, signature) rows."""
         for article_id, story_id, data in rows:
-            sig = decode(data)
-            if sig is not None:
-                self._insert(f"a{article_id}", story_id, _note_of(sig))
+            note = _as_note(data)
+            if note is not None:
+                self._insert(f"a{article_id}", story_id, note)
 
     def assign(self, text: str, data: bytes | None = None) -> tuple[int | None, bytes]:
         """The story an article with this text belongs to (None: a new one), and its note
@@ -209,11 +218,9 @@ class StoryIndex:
         ``data``: the text's note (``story_note``) or signature, already made (by a
         parse worker).
         """
-        if data is not None and len(data) == NOTE_BYTES:
-            note = data
-        else:
-            sig = decode(data) if data is not None else None
-            note = _note_of(sig if sig is not None else signature(text))
+        note = _as_note(data) if data is not None else None
+        if note is None:
+            note = _note_of(signature(text))
         best, best_score = None, self.threshold
         candidates: set[str] = set()
         # map() keeps the 37 lookups in C; only the bands that hold something loop here.
@@ -235,13 +242,11 @@ class StoryIndex:
     def remember(self, key: Hashable, story_id: int, note: bytes) -> None:
         """Add an article's note (from ``assign``) under ``key`` (its id, or anything
         unique to it)."""
-        if len(note) != NOTE_BYTES:  # a signature alone
-            sig = decode(note)
-            if sig is None:
-                return
-            note = _note_of(sig)
+        made = _as_note(note)  # a signature alone makes one too
+        if made is None:
+            return
         name = str(key)
-        self._insert(name, story_id, note)
+        self._insert(name, story_id, made)
         self._unsettled.append(name)
 
     def settle(self, story_ids: Mapping[int, int]) -> None:
