@@ -6,6 +6,7 @@ from __future__ import annotations
 import multiprocessing
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from feedserver import item, rss
 from hostile_rows import row
 
+from faultkit import eventually
 from monitor.errors import SourceError
 from monitor.sources.normalise import (
     MAX_BODY,
@@ -22,7 +24,7 @@ from monitor.sources.normalise import (
     html_to_text,
     normalise_feed,
 )
-from monitor.sources.parse import ParsedFeed, ParserPool
+from monitor.sources.parse import QUARANTINE_RELEASE, ParsedFeed, ParserPool
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -153,7 +155,57 @@ def test_f10_redos_author_is_killed_at_deadline_and_worker_replaced(pool: Parser
     before = len(multiprocessing.active_children())
     assert error(pool, body) == "parse_timeout"
     assert parse(pool, rss([item(2)])).entries[0].guid == "urn:item:2"
-    assert len(multiprocessing.active_children()) <= max(before, 2)  # replaced, no zombies
+    # Replaced, no zombies: at most the pool's two workers and its quarantine lane's one.
+    assert len(multiprocessing.active_children()) <= max(before, 3)
+
+
+def test_a_feed_that_reached_the_deadline_hangs_apart_from_the_others() -> None:
+    """G3: after its first parse_timeout a feed parses in the quarantine lane, so its next
+    hang holds no shared worker: with one shared worker, another feed parses while the
+    hostile one is still hanging. A second quarantined feed waits one deadline at most for
+    the lane (a poll thread is never held behind every hang), and clean parses in a row
+    bring a feed back."""
+    hang = rss([item(1, author="a@" + "a." * 40_000 + "!")])
+    pool = ParserPool(1, timeout=2.0, memory_bytes=512 << 20)
+    outcomes: dict[str, SourceError] = {}
+
+    def parse_in_thread(source: str, body: bytes) -> threading.Thread:
+        def run() -> None:
+            try:
+                pool.parse(source, body, {})
+            except SourceError as e:
+                outcomes[source] = e
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    try:
+        for source in ("hostile", "other"):
+            with pytest.raises(SourceError) as first:
+                pool.parse(source, hang, {})
+            assert first.value.reason == "parse_timeout"
+        assert pool.quarantined == {"hostile", "other"}
+        assert pool.parse("healthy", rss([item(2)]), {}).entries  # the shared worker, anew
+        hanging = parse_in_thread("hostile", hang)
+        # It holds the quarantine lane's one slot (private: no public view of a lane is
+        # worth having for this alone).
+        eventually(pool._quarantine.empty, "the hostile parse in the quarantine lane")
+        waiting = parse_in_thread("other", rss([item(3)]))
+        assert len(pool.parse("healthy", rss([item(4)]), {}).entries) == 1
+        assert hanging.is_alive()  # the healthy parse did not wait for the hostile deadline
+        waiting.join()
+        assert outcomes["other"].reason == "parse_timeout"
+        assert "waiting behind other quarantined feeds" in outcomes["other"].detail
+        hanging.join()
+        assert outcomes["hostile"].reason == "parse_timeout"
+        assert pool.quarantined == {"hostile", "other"}
+        for n in range(QUARANTINE_RELEASE):
+            assert "hostile" in pool.quarantined
+            pool.parse("hostile", rss([item(n)]), {})
+        assert pool.quarantined == {"other"}
+    finally:
+        pool.close()
 
 
 @row("F11")

@@ -11,7 +11,9 @@ character references make ``parse()`` raise (#599, #590). So:
   budget (``entity_expansion_refused``);
 - each parse runs in a worker process with an address-space cap
   (``RLIMIT_AS``) and a wall-time deadline; a worker that overruns is killed
-  and replaced, and the feed gets ``parse_timeout`` / ``parse_worker_died``;
+  and replaced, and the feed gets ``parse_timeout`` / ``parse_worker_died``
+  and is quarantined: its next parses run in a lane of their own (``ParserPool``),
+  so more hostile feeds than workers cannot keep the healthy ones waiting;
 - every exception inside the worker becomes that feed's error;
 - a document cut off inside an entry is refused (``truncated_feed``) rather
   than stored half (``monitor.sources.truncated``).
@@ -27,6 +29,7 @@ under its GIL (bench/bench_feeds.py, issue #3).
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import queue
 import re
@@ -53,6 +56,8 @@ ENTITY_BUDGET = 1_000_000  # characters all internal entity references may expan
 # of a feed's parse deadline, or a short deadline kills every new worker before its first
 # parse, forever (found by the replica fault test: 3 replicas, parse_timeout 5s).
 WORKER_STARTUP_TIMEOUT = 120.0
+
+log = logging.getLogger("monitor.sources.parse")
 
 _ENTITY_DECL = re.compile(rb"<!ENTITY\s+(%\s*)?([\w.:-]+)\s+(?:\"([^\"]*)\"|'([^']*)')", re.S)
 _ENTITY_REF = re.compile(rb"[&%]([\w.:-]+);")
@@ -299,8 +304,22 @@ class _Worker:
         self.conn.close()
 
 
+# Reasons that mean a parse held its worker to a limit (the deadline or the memory cap).
+WORKER_LIMITS = frozenset({"parse_timeout", "parse_worker_died", "parse_memory_exceeded"})
+# Clean parses in a row after which a quarantined source parses with the others again: a
+# feed that flaps between hostile and valid stays where its hangs delay no healthy feed.
+QUARANTINE_RELEASE = 3
+
+
 class ParserPool:
-    """A fixed set of parse workers; a worker that overruns is killed and replaced."""
+    """A fixed set of parse workers; a worker that overruns is killed and replaced.
+
+    A source whose parse reached a limit is quarantined: its next parses run in a
+    lane of its own (one more worker, started when first needed) until it has
+    parsed cleanly ``QUARANTINE_RELEASE`` times in a row. A hostile feed then
+    holds a shared worker once, at its first offence; however many there are,
+    afterwards they only delay each other (RELIABILITY G3).
+    """
 
     def __init__(
         self,
@@ -316,11 +335,17 @@ class ParserPool:
         self.sanitize = sanitize
         self.annotate = annotate
         self._size = workers
-        self._idle: queue.Queue[_Worker | None] = queue.Queue()
-        for _ in range(workers):
-            self._idle.put(None)  # started on first use
+        self._idle = _lane(workers)
+        self._quarantine = _lane(1)
         self._lock = threading.Lock()
         self._all: list[_Worker] = []
+        self._suspects: dict[str, int] = {}  # quarantined source -> clean parses since
+
+    @property
+    def quarantined(self) -> set[str]:
+        """The sources whose parses run in the quarantine lane."""
+        with self._lock:
+            return set(self._suspects)
 
     def parse(self, source: str, body: bytes, headers: dict[str, str]) -> ParsedFeed:
         """Parse in a worker within the deadline and memory cap; raise ``SourceError``."""
@@ -335,7 +360,48 @@ class ParserPool:
         return result
 
     def _ask(self, source: str, request: tuple[Any, ...]) -> Any:
-        worker = self._idle.get()
+        with self._lock:
+            quarantined = source in self._suspects
+        try:
+            if quarantined:
+                result = self._ask_in(self._quarantine, source, request, wait=self.timeout)
+            else:
+                result = self._ask_in(self._idle, source, request)
+        except SourceError as e:
+            self._judge(source, overran=e.reason in WORKER_LIMITS)
+            raise
+        self._judge(source, overran=False)
+        return result
+
+    def _judge(self, source: str, *, overran: bool) -> None:
+        with self._lock:
+            if overran:
+                if source not in self._suspects:
+                    log.warning("parse quarantined source=%s: it reached a parse limit", source)
+                self._suspects[source] = 0
+            elif source in self._suspects:
+                self._suspects[source] += 1
+                if self._suspects[source] >= QUARANTINE_RELEASE:
+                    del self._suspects[source]
+                    log.info("parse quarantine ended source=%s", source)
+
+    def _ask_in(
+        self,
+        lane: queue.Queue[_Worker | None],
+        source: str,
+        request: tuple[Any, ...],
+        wait: float | None = None,
+    ) -> Any:
+        """``request`` answered by a worker of ``lane``, waiting at most ``wait`` for one.
+
+        Quarantined feeds wait a deadline at most: queued behind each other's hangs,
+        they would otherwise hold the poll threads the healthy feeds need.
+        """
+        try:
+            worker = lane.get(timeout=wait)
+        except queue.Empty:
+            detail = f"over {self.timeout:g}s waiting behind other quarantined feeds"
+            raise SourceError(source, "parse_timeout", detail) from None
         try:
             if worker is None:
                 worker = self._start(source)
@@ -351,7 +417,7 @@ class ParserPool:
                 worker = None
             raise SourceError(source, "parse_worker_died", "killed or out of memory") from e
         finally:
-            self._idle.put(worker)
+            lane.put(worker)
         if reply[0] == "ok":
             return reply[1]
         raise SourceError(source, reply[1], reply[2])
@@ -376,3 +442,11 @@ class ParserPool:
             workers, self._all = self._all, []
         for worker in workers:
             worker.stop()
+
+
+def _lane(workers: int) -> queue.Queue[_Worker | None]:
+    """Slots for ``workers`` workers, each started on first use."""
+    lane: queue.Queue[_Worker | None] = queue.Queue()
+    for _ in range(workers):
+        lane.put(None)
+    return lane
