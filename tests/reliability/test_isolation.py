@@ -14,10 +14,15 @@ Every feed has a host name of its own (``healthy-7.test``, ``f10-redos.test``;
 a stub resolver maps them all to 127.0.0.1), as different sites would: on one
 shared host name the per-host politeness limit (2 fetches at a time) lets a
 hanging feed delay its siblings on that host, by design.
+
+A second run puts more hanging parses than parse workers beside healthy feeds:
+ten feeds that alternate a ReDoS body with a valid one. Quarantined at their
+first hang, they no longer delay the healthy feeds.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import statistics
@@ -75,7 +80,8 @@ def full_backlog() -> Iterator[int]:
 class Stamps:
     """Arrival times of the healthy feeds' requests; wakes a waiter as they come."""
 
-    def __init__(self) -> None:
+    def __init__(self, feeds: int = HEALTHY) -> None:
+        self.feeds = feeds
         self.at: dict[int, list[float]] = defaultdict(list)
         self.changed = threading.Condition()
 
@@ -92,7 +98,7 @@ class Stamps:
 
     def wait_for(self, polls: int, timeout: float) -> bool:
         def enough() -> bool:
-            return all(len(self.at[n]) >= polls for n in range(HEALTHY))
+            return all(len(self.at[n]) >= polls for n in range(self.feeds))
 
         with self.changed:
             return self.changed.wait_for(enough, timeout)
@@ -205,3 +211,74 @@ class _Discard:
 
     def flush(self) -> None:
         pass
+
+
+FLAPPING, FEW_HEALTHY, FLAP_INTERVAL_S, LONG_PARSE_S, WARM_UP_S = 10, 10, 2.0, 4.0, 20.0
+
+
+def test_more_hostile_parses_than_workers_delay_no_healthy_feed(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    """G3: ten feeds whose every other body hangs feedparser until the deadline (F10's ReDoS
+    author; the valid feed in between ends each error streak, so they are polled every few
+    seconds) outnumber the parse workers (four on two cores). Each is quarantined at its
+    first hang, so after the first offences (the warm-up) no healthy poll waits for a hang:
+    every delay is under half the parse deadline, where one behind a hang would be up to a
+    whole one (without the quarantine: max 7.0 s against 0.5 s with it, on two cores)."""
+    stamps = Stamps(FEW_HEALTHY)
+    feeds = []
+    for n in range(FEW_HEALTHY):
+        server.routes[f"/healthy/{n}"] = stamps.route(n)  # type: ignore[assignment]
+        url = f"http://healthy-{n}.test:{server.port}/healthy/{n}"
+        feeds.append(f"    - {{name: healthy-{n}, url: '{url}', interval: {FLAP_INTERVAL_S:g}s}}\n")
+    hang, empty = redos_author(), rss([])
+    hangs = defaultdict(int)
+    for n in range(FLAPPING):
+
+        def flap(request: Request, n: int = n) -> None:
+            hangs[n] += 1
+            request.send(
+                200, hang if hangs[n] % 2 else empty, {"Content-Type": "application/rss+xml"}
+            )
+
+        server.routes[f"/flapping/{n}"] = flap  # type: ignore[assignment]
+        url = f"http://flapping-{n}.test:{server.port}/flapping/{n}"
+        feeds.append(
+            f"    - {{name: flapping-{n}, url: '{url}', interval: {FLAP_INTERVAL_S:g}s}}\n"
+        )
+    (tmp_path / "watchlists").mkdir()
+    (tmp_path / "watchlists" / "w.yaml").write_text("rules:\n  - {id: h, query: Healthy}\n")
+    (tmp_path / "monitor.yaml").write_text(
+        f"database: sqlite:///{tmp_path / 'm.db'}\nsources:\n  feeds:\n{''.join(feeds)}"
+        f"fetch: {{timeout: 3s, read_timeout: 1s, parse_timeout: {LONG_PARSE_S:g}s,"
+        " allow_private_networks: true}\n"
+    )
+    config = load_config(tmp_path / "monitor.yaml", env={})
+    store = Store(config.database_url)
+    pipeline = Pipeline(config, store, {"console": ConsoleSink(file=_Discard())},
+                        lambda: datetime.now(UTC), resolve=loopback_names)  # fmt: skip
+    daemon = Daemon(pipeline)
+    runner = threading.Thread(target=daemon.run, name="daemon")
+    started = time.monotonic()
+    polls = int((WARM_UP_S + 20.0) / FLAP_INTERVAL_S)
+    with capture_logs() as logs:
+        runner.start()
+        try:
+            done = stamps.wait_for(polls, timeout=polls * FLAP_INTERVAL_S * 6)
+        finally:
+            daemon.stop()
+            runner.join(60)
+    store.close()
+    assert not runner.is_alive(), "the daemon did not stop"
+    assert done, {n: len(stamps.at[n]) for n in range(FEW_HEALTHY)}
+    later = [b - a - FLAP_INTERVAL_S for n in range(FEW_HEALTHY)
+             for a, b in itertools.pairwise(stamps.at[n]) if a - started > WARM_UP_S]  # fmt: skip
+    timeouts = sum("source=flapping-" in line and "parse_timeout" in line for line in logs)
+    quarantined = sum("parse quarantined source=flapping-" in line for line in logs)
+    workers = parse_workers(os.cpu_count() or 2, FLAPPING + FEW_HEALTHY)
+    figure("isolation", f"{FLAPPING} flapping ReDoS feeds / {workers} parse workers:"
+           " hangs; quarantined", f"{timeouts}; {quarantined}")  # fmt: skip
+    figure("isolation", "with them, healthy delay after warm-up p95 / max, s",
+           f"{statistics.quantiles(later, n=20)[-1]:.2f} / {max(later):.2f}")  # fmt: skip
+    assert timeouts >= 2 * FLAPPING and quarantined == FLAPPING
+    assert max(later) < LONG_PARSE_S / 2
