@@ -306,8 +306,8 @@ class _Worker:
 
 # Reasons that mean a parse held its worker to a limit (the deadline or the memory cap).
 WORKER_LIMITS = frozenset({"parse_timeout", "parse_worker_died", "parse_memory_exceeded"})
-# Clean parses in a row after which a quarantined source parses with the others again: a
-# feed that flaps between hostile and valid stays where its hangs delay no healthy feed.
+# Parses within the limits in a row that end a source's quarantine: a feed that flaps
+# between hostile and valid stays where its hangs delay no healthy feed.
 QUARANTINE_RELEASE = 3
 
 
@@ -315,10 +315,10 @@ class ParserPool:
     """A fixed set of parse workers; a worker that overruns is killed and replaced.
 
     A source whose parse reached a limit is quarantined: its next parses run in a
-    lane of its own (one more worker, started when first needed) until it has
-    parsed cleanly ``QUARANTINE_RELEASE`` times in a row. A hostile feed then
-    holds a shared worker once, at its first offence; however many there are,
-    afterwards they only delay each other (RELIABILITY G3).
+    lane of its own (one more worker, started when first needed) until
+    ``QUARANTINE_RELEASE`` of them in a row stay within the limits. A hostile
+    feed then holds a shared worker once, at its first offence; however many
+    there are, afterwards they only delay each other (RELIABILITY G3).
     """
 
     def __init__(

@@ -133,6 +133,22 @@ def loopback_names(host: str, port: int) -> list[str]:
     return ["127.0.0.1"]
 
 
+def daemon_for(tmp_path: Path, feeds: list[str], fetch: str) -> tuple[Daemon, Store]:
+    """The real daemon (not started) on ``feeds`` (lines of YAML) with ``fetch`` settings,
+    its hits going to a console that discards them; and its store."""
+    (tmp_path / "watchlists").mkdir()
+    (tmp_path / "watchlists" / "w.yaml").write_text("rules:\n  - {id: h, query: Healthy}\n")
+    (tmp_path / "monitor.yaml").write_text(
+        f"database: sqlite:///{tmp_path / 'm.db'}\nsources:\n  feeds:\n{''.join(feeds)}"
+        f"fetch: {fetch}\n"
+    )
+    config = load_config(tmp_path / "monitor.yaml", env={})
+    store = Store(config.database_url)
+    pipeline = Pipeline(config, store, {"console": ConsoleSink(file=_Discard())},
+                        lambda: datetime.now(UTC), resolve=loopback_names)  # fmt: skip
+    return Daemon(pipeline), store
+
+
 def test_isolation_healthy_feeds_keep_their_schedule(
     tmp_path: Path, server: FeedServer, full_backlog: int
 ) -> None:
@@ -148,17 +164,7 @@ def test_isolation_healthy_feeds_keep_their_schedule(
     hostile = hostile_routes(server, full_backlog)
     feeds += [f"    - {{name: {name}, url: '{url}', interval: {INTERVAL_S:g}s}}\n"
               for name, url in hostile.items()]  # fmt: skip
-    (tmp_path / "watchlists").mkdir()
-    (tmp_path / "watchlists" / "w.yaml").write_text("rules:\n  - {id: h, query: Healthy}\n")
-    (tmp_path / "monitor.yaml").write_text(
-        f"database: sqlite:///{tmp_path / 'm.db'}\nsources:\n  feeds:\n{''.join(feeds)}"
-        f"fetch: {FETCH}\n"
-    )
-    config = load_config(tmp_path / "monitor.yaml", env={})
-    store = Store(config.database_url)
-    pipeline = Pipeline(config, store, {"console": ConsoleSink(file=_Discard())},
-                        lambda: datetime.now(UTC), resolve=loopback_names)  # fmt: skip
-    daemon = Daemon(pipeline)
+    daemon, store = daemon_for(tmp_path, feeds, FETCH)
     runner = threading.Thread(target=daemon.run, name="daemon")
     started = time.monotonic()
     with capture_logs() as logs:
@@ -246,18 +252,9 @@ def test_more_hostile_parses_than_workers_delay_no_healthy_feed(
         feeds.append(
             f"    - {{name: flapping-{n}, url: '{url}', interval: {FLAP_INTERVAL_S:g}s}}\n"
         )
-    (tmp_path / "watchlists").mkdir()
-    (tmp_path / "watchlists" / "w.yaml").write_text("rules:\n  - {id: h, query: Healthy}\n")
-    (tmp_path / "monitor.yaml").write_text(
-        f"database: sqlite:///{tmp_path / 'm.db'}\nsources:\n  feeds:\n{''.join(feeds)}"
-        f"fetch: {{timeout: 3s, read_timeout: 1s, parse_timeout: {LONG_PARSE_S:g}s,"
-        " allow_private_networks: true}\n"
-    )
-    config = load_config(tmp_path / "monitor.yaml", env={})
-    store = Store(config.database_url)
-    pipeline = Pipeline(config, store, {"console": ConsoleSink(file=_Discard())},
-                        lambda: datetime.now(UTC), resolve=loopback_names)  # fmt: skip
-    daemon = Daemon(pipeline)
+    fetch = FETCH.replace("parse_timeout: 2s", f"parse_timeout: {LONG_PARSE_S:g}s")
+    assert fetch != FETCH
+    daemon, store = daemon_for(tmp_path, feeds, fetch)
     runner = threading.Thread(target=daemon.run, name="daemon")
     started = time.monotonic()
     polls = int((WARM_UP_S + 20.0) / FLAP_INTERVAL_S)
