@@ -334,7 +334,6 @@ class ParserPool:
         self.memory_bytes = memory_bytes
         self.sanitize = sanitize
         self.annotate = annotate
-        self._size = workers
         self._idle = _lane(workers)
         self._quarantine = _lane(1)
         self._lock = threading.Lock()
@@ -362,11 +361,9 @@ class ParserPool:
     def _ask(self, source: str, request: tuple[Any, ...]) -> Any:
         with self._lock:
             quarantined = source in self._suspects
+        lane, wait = (self._quarantine, self.timeout) if quarantined else (self._idle, None)
         try:
-            if quarantined:
-                result = self._ask_in(self._quarantine, source, request, wait=self.timeout)
-            else:
-                result = self._ask_in(self._idle, source, request)
+            result = self._ask_in(lane, source, request, wait)
         except SourceError as e:
             self._judge(source, overran=e.reason in WORKER_LIMITS)
             raise
@@ -400,7 +397,7 @@ class ParserPool:
         try:
             worker = lane.get(timeout=wait)
         except queue.Empty:
-            detail = f"over {self.timeout:g}s waiting behind other quarantined feeds"
+            detail = f"over {wait:g}s waiting behind other quarantined feeds"
             raise SourceError(source, "parse_timeout", detail) from None
         try:
             if worker is None:
