@@ -32,7 +32,7 @@ from __future__ import annotations
 import re
 import struct
 import zlib
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Hashable, Iterable, Mapping
 from functools import lru_cache
 from itertools import repeat
@@ -139,23 +139,19 @@ def decode(data: bytes) -> Signature | None:
     return np.frombuffer(data, dtype="<u4").astype(np.uint32)
 
 
-# Odd 64-bit multipliers folding a band's rows and its number into one key.
-_BAND_MIX = np.array(
-    [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93],
-    dtype=np.uint64,
-)
-_BAND_NUMBERS = np.arange(BANDS, dtype=np.uint64) * _BAND_MIX[ROWS]
+# Odd 64-bit multipliers folding a band's rows into one key.
+_BAND_MIX = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9], dtype=np.uint64)
 _KEYS = struct.Struct(f"<{BANDS}Q")
 NOTE_BYTES = SIGNATURE_BYTES + _KEYS.size
 
 
 def _band_keys(sig: Signature) -> list[int]:
-    """One key per band, folded from its number and its rows in one array operation (a
-    Python loop over the bands was a third of clustering an article). Two bands folding
-    to one key only add a candidate, which the similarity check then turns down."""
+    """One key per band, folded from its rows in one array operation (a Python loop over
+    the bands was a third of clustering an article). Two row triples folding to one key
+    only add a candidate, which the similarity check then turns down."""
     rows = sig[: BANDS * ROWS].reshape(BANDS, ROWS).astype(np.uint64)
-    folded = _BAND_NUMBERS.copy()
-    for r in range(ROWS):
+    folded = rows[:, 0] * _BAND_MIX[0]
+    for r in range(1, ROWS):
         folded ^= rows[:, r] * _BAND_MIX[r]
     keys: list[int] = folded.tolist()
     return keys
@@ -193,10 +189,13 @@ class StoryIndex:
     def __init__(self, threshold: float = THRESHOLD, capacity: int = CAPACITY):
         self.threshold = threshold
         self.capacity = capacity
-        # Band key -> the member key, or a tuple of them when several share the band.
-        # Strings and tuples of strings, not a set per band: 37 new containers an
+        # Per band, band key -> the member key, or a tuple of them when several share the
+        # band. Strings and tuples of strings, not a set per band: 37 new containers an
         # article kept the garbage collector walking a growing heap (py-spy, issue #3).
-        self._bands: dict[int, str | tuple[str, ...]] = {}
+        # One dict per band, not one for all: the 370,000 keys in one table cost 20 MiB,
+        # and each of its resizes under eviction's churn held a second table for a moment,
+        # 40 MiB over the daemon's resting RSS (bench/bench_feeds.py peaked at 302 MiB).
+        self._bands: tuple[dict[int, str | tuple[str, ...]], ...] = tuple({} for _ in range(BANDS))
         self._notes: OrderedDict[str, bytes] = OrderedDict()  # oldest first
         self._stories: dict[str, int] = {}
         self._unsettled: list[str] = []
@@ -224,7 +223,8 @@ class StoryIndex:
         best, best_score = None, self.threshold
         candidates: set[str] = set()
         # map() keeps the 37 lookups in C; only the bands that hold something loop here.
-        for found in filter(None, map(self._bands.get, _KEYS.unpack_from(note, SIGNATURE_BYTES))):
+        keys = _KEYS.unpack_from(note, SIGNATURE_BYTES)
+        for found in filter(None, map(dict.get, self._bands, keys)):
             candidates.update((found,) if isinstance(found, str) else found)
         if candidates:
             sig = _signature_of(note)
@@ -264,32 +264,29 @@ class StoryIndex:
             return
         self._notes[key] = note
         self._stories[key] = story_id
-        bands = self._bands
         keys = _KEYS.unpack_from(note, SIGNATURE_BYTES)
-        held = list(map(bands.get, keys))
+        held = list(map(dict.get, self._bands, keys))
         if not any(held):  # the usual case: every band is new, filled in C
-            bands.update(zip(keys, repeat(key)))
+            deque(map(dict.__setitem__, self._bands, keys, repeat(key)), maxlen=0)
         else:
-            for band, found in zip(keys, held, strict=True):
+            for band, band_key, found in zip(self._bands, keys, held, strict=True):
                 if found is None:
-                    bands[band] = key
+                    band[band_key] = key
                 else:
-                    bands[band] = (found, key) if isinstance(found, str) else (*found, key)
+                    band[band_key] = (found, key) if isinstance(found, str) else (*found, key)
         while len(self._notes) > self.capacity:
             self._evict()
 
     def _evict(self) -> None:
         oldest, note = self._notes.popitem(last=False)
         del self._stories[oldest]
-        bands = self._bands
         keys = _KEYS.unpack_from(note, SIGNATURE_BYTES)
-        # Popped in C; the bands it shared are put back below. (None: a band key it holds
-        # twice, two bands folding to one key.)
-        held = list(map(bands.pop, keys, repeat(None)))
+        # Popped in C; the bands it shared are put back below.
+        held = list(map(dict.pop, self._bands, keys, repeat(None)))
         if held.count(oldest) == len(held):
             return  # the usual case: it shared no band
-        for band, found in zip(keys, held, strict=True):
+        for band, band_key, found in zip(self._bands, keys, held, strict=True):
             if found is None or isinstance(found, str):
                 continue  # a string can only be ``oldest``
             rest = tuple(k for k in found if k != oldest)
-            bands[band] = rest[0] if len(rest) == 1 else rest
+            band[band_key] = rest[0] if len(rest) == 1 else rest

@@ -135,6 +135,19 @@ def test_index_keeps_only_the_newest_signatures() -> None:
     assert index.assign(texts[4])[0] == 5  # kept
 
 
+def test_evicting_a_copy_keeps_the_story_through_the_copies_that_share_its_bands() -> None:
+    index = StoryIndex(capacity=3)
+    for article_id, text in enumerate(COPIES[:3], start=1):
+        story, data = index.assign(text)
+        index.remember(article_id, story or 100, data)
+    index.remember(4, 200, index.assign(OTHER_STORIES[0])[1])  # evicts the first copy
+    assert len(index) == 3
+    assert index.assign(COPIES[0])[0] == 100  # still found, through the copies left
+    members = {key for band in index._bands for held in band.values()
+               for key in ((held,) if isinstance(held, str) else held)}  # fmt: skip
+    assert members == {"2", "3", "4"}  # the evicted copy is gone from every band
+
+
 @given(st.text(alphabet=st.characters(max_codepoint=127)) | st.text())
 def test_words_fast_path_finds_what_the_regex_finds(text: str) -> None:
     # Signatures are stored: the ASCII fast path must give exactly the regex's words, or a
