@@ -17,6 +17,7 @@ from hostile_rows import row
 
 from faultkit import eventually
 from monitor.errors import SourceError
+from monitor.sources import parse as parse_module
 from monitor.sources.normalise import (
     MAX_BODY,
     MAX_TITLE,
@@ -164,7 +165,7 @@ def test_a_feed_that_reached_the_deadline_hangs_apart_from_the_others() -> None:
     hang holds no shared worker: with one shared worker, another feed parses while the
     hostile one is still hanging. A second quarantined feed waits one deadline at most for
     the lane (a poll thread is never held behind every hang), and clean parses in a row
-    bring a feed back."""
+    bring a feed back; waiting in vain is no parse, so it does not break that row."""
     hang = rss([item(1, author="a@" + "a." * 40_000 + "!")])
     pool = ParserPool(1, timeout=2.0, memory_bytes=512 << 20)
     outcomes: dict[str, SourceError] = {}
@@ -186,6 +187,8 @@ def test_a_feed_that_reached_the_deadline_hangs_apart_from_the_others() -> None:
                 pool.parse(source, hang, {})
             assert first.value.reason == "parse_timeout"
         assert pool.quarantined == {"hostile", "other"}
+        for n in range(QUARANTINE_RELEASE - 1):  # one clean parse short of its release
+            pool.parse("other", rss([item(n)]), {})
         assert pool.parse("healthy", rss([item(2)]), {}).entries  # the shared worker, anew
         hanging = parse_in_thread("hostile", hang)
         # It holds the quarantine lane's one slot (private: no public view of a lane is
@@ -204,6 +207,27 @@ def test_a_feed_that_reached_the_deadline_hangs_apart_from_the_others() -> None:
             assert "hostile" in pool.quarantined
             pool.parse("hostile", rss([item(n)]), {})
         assert pool.quarantined == {"other"}
+        pool.parse("other", rss([item(5)]), {})  # the row its wait did not break
+        assert pool.quarantined == set()
+    finally:
+        pool.close()
+
+
+def test_a_worker_that_does_not_start_quarantines_no_feed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The feed had no parse: it gets parse_worker_died, but nothing is held against it."""
+    pool = ParserPool(1, timeout=5.0, memory_bytes=512 << 20)
+    try:
+        monkeypatch.setattr(parse_module, "WORKER_STARTUP_TIMEOUT", 0.0)  # never ready
+        with pytest.raises(SourceError) as died:
+            pool.parse("feed", rss([item(1)]), {})
+        assert (died.value.reason, died.value.detail) == (
+            "parse_worker_died", "the parse worker did not start"
+        )  # fmt: skip
+        assert pool.quarantined == set()
+        monkeypatch.undo()
+        assert pool.parse("feed", rss([item(1)]), {}).entries  # a new worker in its place
     finally:
         pool.close()
 

@@ -311,6 +311,11 @@ WORKER_LIMITS = frozenset({"parse_timeout", "parse_worker_died", "parse_memory_e
 QUARANTINE_RELEASE = 3
 
 
+class _NotParsed(SourceError):
+    """No parse of the feed ran (the lane stayed busy, or its worker did not start): says
+    nothing of the feed, so it neither starts, prolongs nor ends a quarantine."""
+
+
 class ParserPool:
     """A fixed set of parse workers; a worker that overruns is killed and replaced.
 
@@ -318,7 +323,10 @@ class ParserPool:
     lane of its own (one more worker, started when first needed) until
     ``QUARANTINE_RELEASE`` of them in a row stay within the limits. A hostile
     feed then holds a shared worker once, at its first offence; however many
-    there are, afterwards they only delay each other (RELIABILITY G3).
+    there are, afterwards they only delay each other (RELIABILITY G3). A feed that
+    waited for the lane in vain, or whose worker did not start, had no parse: that
+    neither quarantines it nor holds it back (a healthy feed quarantined because its
+    worker was killed under it gets out, however busy the lane).
     """
 
     def __init__(
@@ -364,6 +372,8 @@ class ParserPool:
         lane, wait = (self._quarantine, self.timeout) if quarantined else (self._idle, None)
         try:
             result = self._ask_in(lane, source, request, wait)
+        except _NotParsed:
+            raise
         except SourceError as e:
             self._judge(source, overran=e.reason in WORKER_LIMITS)
             raise
@@ -398,7 +408,7 @@ class ParserPool:
             worker = lane.get(timeout=wait)
         except queue.Empty:
             detail = f"over {wait:g}s waiting behind other quarantined feeds"
-            raise SourceError(source, "parse_timeout", detail) from None
+            raise _NotParsed(source, "parse_timeout", detail) from None
         try:
             if worker is None:
                 worker = self._start(source)
@@ -424,7 +434,7 @@ class ParserPool:
         worker = _Worker(self.memory_bytes, self.sanitize, self.annotate)
         if not worker.is_ready(WORKER_STARTUP_TIMEOUT):
             worker.kill()
-            raise SourceError(source, "parse_worker_died", "the parse worker did not start")
+            raise _NotParsed(source, "parse_worker_died", "the parse worker did not start")
         with self._lock:
             self._all.append(worker)
         return worker
