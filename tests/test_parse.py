@@ -4,6 +4,9 @@ F23, F27). Feeds are generated here; nothing large is committed."""
 from __future__ import annotations
 
 import multiprocessing
+import os
+import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -165,7 +168,8 @@ def test_a_feed_that_reached_the_deadline_hangs_apart_from_the_others() -> None:
     hang holds no shared worker: with one shared worker, another feed parses while the
     hostile one is still hanging. A second quarantined feed waits one deadline at most for
     the lane (a poll thread is never held behind every hang), and clean parses in a row
-    bring a feed back; waiting in vain is no parse, so it does not break that row."""
+    bring a feed back. Waiting in vain is no parse: it breaks that row only with the body
+    that reached the deadline (a flapping feed stays; an innocent one gets out)."""
     hang = rss([item(1, author="a@" + "a." * 40_000 + "!")])
     pool = ParserPool(1, timeout=2.0, memory_bytes=512 << 20)
     outcomes: dict[str, SourceError] = {}
@@ -203,14 +207,67 @@ def test_a_feed_that_reached_the_deadline_hangs_apart_from_the_others() -> None:
         hanging.join()
         assert outcomes["hostile"].reason == "parse_timeout"
         assert pool.quarantined == {"hostile", "other"}
+        pool.parse("other", rss([item(5)]), {})  # the row its wait did not break
+        assert pool.quarantined == {"hostile"}
+        # Quarantined again; now it waits in vain with the very body that hung: that counts.
+        with pytest.raises(SourceError):
+            pool.parse("other", hang, {})
+        for n in range(QUARANTINE_RELEASE - 1):
+            pool.parse("other", rss([item(n)]), {})
+        hanging = parse_in_thread("hostile", hang)
+        eventually(pool._quarantine.empty, "the hostile parse in the quarantine lane")
+        waiting = parse_in_thread("other", hang)
+        waiting.join()
+        assert "waiting behind other quarantined feeds" in outcomes["other"].detail
+        hanging.join()
+        pool.parse("other", rss([item(6)]), {})
+        assert pool.quarantined == {"hostile", "other"}  # its row began again at the wait
         for n in range(QUARANTINE_RELEASE):
             assert "hostile" in pool.quarantined
             pool.parse("hostile", rss([item(n)]), {})
         assert pool.quarantined == {"other"}
-        pool.parse("other", rss([item(5)]), {})  # the row its wait did not break
-        assert pool.quarantined == set()
     finally:
         pool.close()
+
+
+def test_a_worker_killed_under_a_parse_quarantines_no_feed_but_breaks_a_suspects_row() -> None:
+    """A SIGKILL (the OOM killer's, an operator's) may hit a worker parsing anything: the
+    feed gets parse_worker_died and stays out of quarantine; a quarantined feed's row of
+    clean parses starts again."""
+    hang = rss([item(1, author="a@" + "a." * 40_000 + "!")])
+    pool = ParserPool(1, timeout=3.0, memory_bytes=512 << 20)
+    outcomes: dict[str, SourceError] = {}
+
+    def hang_and_kill(source: str, lane: queue.Queue[object]) -> None:
+        busy = threading.Thread(target=lambda: _parse_into(pool, source, hang, outcomes))
+        busy.start()
+        eventually(lane.empty, f"{source}'s parse under way")
+        (worker,) = pool._all  # the only one alive: a deadline replaced the others
+        os.kill(worker.process.pid, signal.SIGKILL)
+        busy.join()
+
+    try:
+        pool.parse("warm", rss([item(1)]), {})  # the shared worker exists before the kill
+        hang_and_kill("victim", pool._idle)
+        assert outcomes["victim"].reason == "parse_worker_died"
+        assert pool.quarantined == set()
+        with pytest.raises(SourceError):
+            pool.parse("suspect", hang, {})  # the deadline: quarantined
+        for n in range(QUARANTINE_RELEASE - 1):
+            pool.parse("suspect", rss([item(n)]), {})
+        hang_and_kill("suspect", pool._quarantine)
+        assert outcomes["suspect"].reason == "parse_worker_died"
+        pool.parse("suspect", rss([item(9)]), {})
+        assert pool.quarantined == {"suspect"}  # its row began again at the kill
+    finally:
+        pool.close()
+
+
+def _parse_into(pool: ParserPool, source: str, body: bytes, out: dict[str, SourceError]) -> None:
+    try:
+        pool.parse(source, body, {})
+    except SourceError as e:
+        out[source] = e
 
 
 def test_a_worker_that_does_not_start_quarantines_no_feed(

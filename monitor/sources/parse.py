@@ -29,6 +29,7 @@ under its GIL (bench/bench_feeds.py, issue #3).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import multiprocessing
 import queue
@@ -306,27 +307,36 @@ class _Worker:
 
 # Reasons that mean a parse held its worker to a limit (the deadline or the memory cap).
 WORKER_LIMITS = frozenset({"parse_timeout", "parse_worker_died", "parse_memory_exceeded"})
+# A worker killed under a parse (the OOM killer, an operator, S20's fault test) may have
+# been parsing anything: it breaks a quarantined feed's row, but quarantines nobody.
+AMBIGUOUS_LIMITS = frozenset({"parse_worker_died"})
 # Parses within the limits in a row that end a source's quarantine: a feed that flaps
 # between hostile and valid stays where its hangs delay no healthy feed.
 QUARANTINE_RELEASE = 3
 
 
 class _NotParsed(SourceError):
-    """No parse of the feed ran (the lane stayed busy, or its worker did not start): says
-    nothing of the feed, so it neither starts, prolongs nor ends a quarantine."""
+    """No parse of the feed ran: the lane stayed busy (``waited``), or its worker did not
+    start. That says nothing new of the feed (see ``ParserPool._waited``)."""
+
+    def __init__(self, source: str, reason: str, detail: str, *, waited: bool = False):
+        super().__init__(source, reason, detail)
+        self.waited = waited
 
 
 class ParserPool:
     """A fixed set of parse workers; a worker that overruns is killed and replaced.
 
-    A source whose parse reached a limit is quarantined: its next parses run in a
-    lane of its own (one more worker, started when first needed) until
-    ``QUARANTINE_RELEASE`` of them in a row stay within the limits. A hostile
-    feed then holds a shared worker once, at its first offence; however many
-    there are, afterwards they only delay each other (RELIABILITY G3). A feed that
-    waited for the lane in vain, or whose worker did not start, had no parse: that
-    neither quarantines it nor holds it back (a healthy feed quarantined because its
-    worker was killed under it gets out, however busy the lane).
+    A source whose parse reached a limit (the deadline or the memory cap) is
+    quarantined: its next parses run in a lane of its own (one more worker, started
+    when first needed) until ``QUARANTINE_RELEASE`` of them in a row stay within the
+    limits. A hostile feed then holds a shared worker once, at its first offence;
+    however many there are, afterwards they only delay each other (RELIABILITY G3).
+    A worker killed under a parse (``AMBIGUOUS_LIMITS``) breaks a quarantined feed's
+    row but quarantines nobody on its own. A feed whose worker did not start, or that
+    waited for the lane in vain, had no parse: that neither quarantines it nor breaks
+    its row, unless it waited with the very body that last reached a limit (so a feed
+    flapping between a hang and a valid body stays).
     """
 
     def __init__(
@@ -347,6 +357,7 @@ class ParserPool:
         self._lock = threading.Lock()
         self._all: list[_Worker] = []
         self._suspects: dict[str, int] = {}  # quarantined source -> clean parses since
+        self._offending: dict[str, bytes] = {}  # ... -> digest of the body that reached a limit
 
     @property
     def quarantined(self) -> set[str]:
@@ -370,27 +381,44 @@ class ParserPool:
         with self._lock:
             quarantined = source in self._suspects
         lane, wait = (self._quarantine, self.timeout) if quarantined else (self._idle, None)
+        body: bytes = request[1]
         try:
             result = self._ask_in(lane, source, request, wait)
-        except _NotParsed:
+        except _NotParsed as e:
+            if e.waited:
+                self._waited(source, body)
             raise
         except SourceError as e:
-            self._judge(source, overran=e.reason in WORKER_LIMITS)
+            offending = _digest(body) if e.reason in WORKER_LIMITS else None
+            self._judge(source, offending=offending, certain=e.reason not in AMBIGUOUS_LIMITS)
             raise
-        self._judge(source, overran=False)
+        self._judge(source, offending=None)
         return result
 
-    def _judge(self, source: str, *, overran: bool) -> None:
+    def _judge(self, source: str, *, offending: bytes | None, certain: bool = True) -> None:
+        """A parse ended: within the limits (``offending`` None), or it reached one with
+        the body of that digest (``certain``: by itself, not killed from outside)."""
         with self._lock:
-            if overran:
+            if offending is not None and (certain or source in self._suspects):
                 if source not in self._suspects:
                     log.warning("parse quarantined source=%s: it reached a parse limit", source)
                 self._suspects[source] = 0
+                self._offending[source] = offending
             elif source in self._suspects:
                 self._suspects[source] += 1
                 if self._suspects[source] >= QUARANTINE_RELEASE:
-                    del self._suspects[source]
+                    del self._suspects[source], self._offending[source]
                     log.info("parse quarantine ended source=%s", source)
+
+    def _waited(self, source: str, body: bytes) -> None:
+        """A wait in vain for the lane: no parse, so it breaks a feed's row of clean
+        parses only when the body is the one that last reached a limit. A flapping feed
+        whose hangs met a busy lane would otherwise leave the lane on its valid bodies
+        alone, and hang a shared worker again."""
+        digest = _digest(body)
+        with self._lock:
+            if source in self._suspects and self._offending.get(source) == digest:
+                self._suspects[source] = 0
 
     def _ask_in(
         self,
@@ -408,7 +436,7 @@ class ParserPool:
             worker = lane.get(timeout=wait)
         except queue.Empty:
             detail = f"over {wait:g}s waiting behind other quarantined feeds"
-            raise _NotParsed(source, "parse_timeout", detail) from None
+            raise _NotParsed(source, "parse_timeout", detail, waited=True) from None
         try:
             if worker is None:
                 worker = self._start(source)
@@ -449,6 +477,10 @@ class ParserPool:
             workers, self._all = self._all, []
         for worker in workers:
             worker.stop()
+
+
+def _digest(body: bytes) -> bytes:
+    return hashlib.blake2b(body, digest_size=16).digest()
 
 
 def _lane(workers: int) -> queue.Queue[_Worker | None]:
