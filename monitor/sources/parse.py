@@ -356,8 +356,8 @@ class ParserPool:
         self._quarantine = _lane(1)
         self._lock = threading.Lock()
         self._all: list[_Worker] = []
-        self._suspects: dict[str, int] = {}  # quarantined source -> clean parses since
-        self._offending: dict[str, bytes] = {}  # ... -> digest of the body that reached a limit
+        # Quarantined source -> (clean parses since, digest of the body that reached a limit).
+        self._suspects: dict[str, tuple[int, bytes]] = {}
 
     @property
     def quarantined(self) -> set[str]:
@@ -399,16 +399,18 @@ class ParserPool:
         """A parse ended: within the limits (``offending`` None), or it reached one with
         the body of that digest (``certain``: by itself, not killed from outside)."""
         with self._lock:
-            if offending is not None and (certain or source in self._suspects):
-                if source not in self._suspects:
+            suspect = self._suspects.get(source)
+            if offending is not None and (certain or suspect is not None):
+                if suspect is None:
                     log.warning("parse quarantined source=%s: it reached a parse limit", source)
-                self._suspects[source] = 0
-                self._offending[source] = offending
-            elif source in self._suspects:
-                self._suspects[source] += 1
-                if self._suspects[source] >= QUARANTINE_RELEASE:
-                    del self._suspects[source], self._offending[source]
-                    log.info("parse quarantine ended source=%s", source)
+                self._suspects[source] = (0, offending)
+            elif suspect is None:
+                return
+            elif suspect[0] + 1 >= QUARANTINE_RELEASE:
+                del self._suspects[source]
+                log.info("parse quarantine ended source=%s", source)
+            else:
+                self._suspects[source] = (suspect[0] + 1, suspect[1])
 
     def _waited(self, source: str, body: bytes) -> None:
         """A wait in vain for the lane: no parse, so it breaks a feed's row of clean
@@ -417,8 +419,9 @@ class ParserPool:
         alone, and hang a shared worker again."""
         digest = _digest(body)
         with self._lock:
-            if source in self._suspects and self._offending.get(source) == digest:
-                self._suspects[source] = 0
+            suspect = self._suspects.get(source)
+            if suspect is not None and suspect[1] == digest:
+                self._suspects[source] = (0, digest)
 
     def _ask_in(
         self,
