@@ -4,6 +4,7 @@ plus the SQLite-only settings (pragmas, BEGIN IMMEDIATE, the process lock)."""
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -188,6 +189,30 @@ def test_304_poll_updates_state_and_keeps_validators(store: Store) -> None:
     assert source.last_error == "http_500" and source.consecutive_errors == 3
     assert source.status == "failing" and source.next_poll_at == NOW + timedelta(hours=1)
     assert source.lease_owner is None and source.items_seen == 0
+
+
+def test_a_poll_larger_than_one_statement_stores_every_row(store: Store) -> None:
+    """A poll of 1,000 items (a feed's maximum: more bound values than one statement takes)
+    stores every article under its own id, in order, with its times, hits and tombstones."""
+    published = NOW - timedelta(days=2, microseconds=7)
+    items = tuple(
+        (
+            replace(article(f"k{n}", f"story {n}"), published_at=published, alt_keys=(f"alt{n}",)),
+            (Hit(RULE, (Match(0, 5, "story"),)),) if n % 3 == 0 else (),
+        )
+        for n in range(1000)
+    )
+    ids = store.save_poll(PollOutcome("seeds", items), NOW, lambda h: h.rule.notify)
+    assert len(set(ids)) == 1000
+    with store.reading() as s:
+        rows = {row.id: row for row in s.exec(select(ArticleRow))}
+        hit_articles = sorted(h.article_id for h in s.exec(select(HitRow)))
+    assert [rows[id_].title for id_ in ids] == [f"story {n}" for n in range(1000)]
+    assert {(r.published_at, r.fetched_at) for r in rows.values()} == {(published, NOW)}
+    assert hit_articles == sorted(ids[n] for n in range(0, 1000, 3))
+    assert len(store.due_alerts(NOW, limit=1000)) == 334
+    keys = [f"k{n}" for n in range(1000)] + [f"alt{n}" for n in range(1000)]
+    assert store.known_keys("seeds", keys) == set(keys)
 
 
 class Stories:

@@ -1,15 +1,15 @@
 """The bulk writes of a poll transaction: tombstones, stories, articles, hits, deliveries.
 
 A poll's new items are written in a handful of statements, whatever their
-number: one multi-row ``INSERT ... RETURNING`` per table (SQLAlchemy's
-insertmanyvalues), and the reads the suppression rules need done once per
-poll. RETURNING gives rows in no promised order, so each row comes back with
-its natural key (an article's item key, a hit's article and rule); asking for
-parameter order instead made SQLAlchemy send the rows one statement each.
-One INSERT per article and per hit was most of a feed poll's time
-(bench/bench_feeds.py, issue #3). The decisions are the ones
-``monitor.store.outbox`` documents, taken in the items' order, so a poll
-gives the rows a poll of one item at a time would have given.
+number: one multi-row ``INSERT ... RETURNING`` per table, and the reads the
+suppression rules need done once per poll. The statements go to the driver
+as SQL text (``monitor.store.driversql``): as SQLAlchemy Core statements,
+preparing ~270 rows cost more CPU than storing them (bench/bench_feeds.py,
+issue #3). RETURNING gives rows in no promised order, so each row comes back
+with its natural key (an article's item key, a hit's article and rule). The
+decisions are the ones ``monitor.store.outbox`` documents, taken in the
+items' order, so a poll gives the rows a poll of one item at a time would
+have given.
 """
 
 from __future__ import annotations
@@ -18,15 +18,14 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, bindparam
-from sqlalchemy import insert as sa_insert
+from sqlalchemy import Connection
 from sqlalchemy import select as sa_select
-from sqlalchemy import update as sa_update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col
 
 from monitor.domain import Article, Hit, Match, Rule, delivery_id, snippet_around
+from monitor.store.driversql import columns, driver, execute_many, insert, select_in
 from monitor.store.outbox import SUPPRESSED, StoryClusterer
 from monitor.store.tables import (
     REALERT_WINDOW,
@@ -38,34 +37,48 @@ from monitor.store.tables import (
     StorySignatureRow,
 )
 
-# Built once: a statement built per call spent more time in SQLAlchemy's compile-cache
-# key than in SQLite (py-spy, bench/bench_feeds.py).
-_NEW_STORIES = sa_insert(StoryRow).returning(col(StoryRow.id), col(StoryRow.article_count))
-_GROW_STORY = (
-    sa_update(StoryRow)
-    .where(col(StoryRow.id) == bindparam("story"))
-    .values(article_count=col(StoryRow.article_count) + bindparam("more"))
+_SEEN = f"INSERT INTO seen_items ({columns(SeenItemRow, 'source_id', 'item_key', 'first_seen_at')})"
+_NEW_STORIES = f"INSERT INTO stories ({columns(StoryRow, 'created_at', 'article_count')})"
+_GROW_STORY = "UPDATE stories SET article_count = article_count + ? WHERE id = ?"
+_EXISTING_STORIES = "SELECT id FROM stories WHERE id"
+_NEW_ARTICLES = "INSERT INTO articles ({})".format(columns(
+    ArticleRow, "source_id", "item_key", "title", "body", "url", "path", "published_at",
+    "fetched_at", "content_hash", "story_id",
+))  # fmt: skip
+_NEW_SIGNATURES = "INSERT INTO story_signatures ({}) VALUES (?, ?, ?)".format(
+    columns(StorySignatureRow, "article_id", "story_id", "signature")
 )
-_NEW_ARTICLES = sa_insert(ArticleRow).returning(col(ArticleRow.item_key), col(ArticleRow.id))
-_NEW_HITS = sa_insert(HitRow).returning(col(HitRow.article_id), col(HitRow.rule_id), col(HitRow.id))
-_NEW_DELIVERIES = sa_insert(DeliveryRow)
-_NEW_SIGNATURES = sa_insert(StorySignatureRow)
-_CHUNK = 300  # rows per IN (...) list: under SQLite's bound-parameter limit
+_NEW_HITS = "INSERT INTO hits ({})".format(
+    columns(HitRow, "rule_id", "article_id", "story_id", "matches", "snippet", "created_at")
+)
+_NEW_DELIVERIES = "INSERT INTO deliveries ({})".format(columns(
+    DeliveryRow, "id", "hit_id", "sink", "status", "attempts", "last_error", "next_attempt_at",
+    "created_at", "lease_token",
+))  # fmt: skip
+_ALERTED = "SELECT rule_id, story_id FROM hits WHERE story_id"  # index ix_hits_story_rule
+
+
+def _times(connection: Connection) -> Callable[[datetime | None], Any]:
+    """Datetimes as the driver stores them; a poll's many equal ones converted once."""
+    convert, done = driver(connection).time, dict[datetime, Any]()
+
+    def at(value: datetime | None) -> Any:
+        if value is None:
+            return None
+        found = done.get(value)
+        if found is None:
+            found = done[value] = convert(value)
+        return found
+
+    return at
 
 
 def claim_items(connection: Connection, source_id: int, keys: list[str], now: datetime) -> set[str]:
     """Insert tombstones for ``keys``; return the keys that were new to this source."""
-    unique = list(dict.fromkeys(keys))
-    if not unique:
-        return set()
-    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
-    statement = (
-        insert(SeenItemRow)
-        .on_conflict_do_nothing(index_elements=["source_id", "item_key"])
-        .returning(col(SeenItemRow.item_key))
-    )
-    rows = [{"source_id": source_id, "item_key": key, "first_seen_at": now} for key in unique]
-    return set(connection.execute(statement, rows).scalars())
+    at = driver(connection).time(now)
+    rows = [(source_id, key, at) for key in dict.fromkeys(keys)]
+    tail = "ON CONFLICT (source_id, item_key) DO NOTHING RETURNING item_key"
+    return {key for (key,) in insert(connection, _SEEN, rows, tail)}
 
 
 def insert_articles(
@@ -83,23 +96,19 @@ def insert_articles(
     made for some articles, by item key.
     """
     story_ids, made, older = _stories(connection, source_id, items, now, stories, signatures)
+    at = _times(connection)
     rows = [
-        {
-            "source_id": source_id, "item_key": article.item_key, "title": article.title,
-            "body": article.body, "url": article.url, "path": article.path,
-            "published_at": article.published_at, "fetched_at": article.fetched_at,
-            "content_hash": article.content_hash, "story_id": story_id,
-        }
+        (
+            source_id, article.item_key, article.title, article.body, article.url, article.path,
+            at(article.published_at), at(article.fetched_at), article.content_hash, story_id,
+        )
         for (article, _), story_id in zip(items, story_ids, strict=True)
     ]  # fmt: skip
-    ids_by_key = {key: id_ for key, id_ in connection.execute(_NEW_ARTICLES, rows)}
-    article_ids = _ids(ids_by_key[article.item_key] for article, _ in items)
+    ids_by_key = dict(insert(connection, _NEW_ARTICLES, rows, "RETURNING item_key, id"))
+    article_ids = [ids_by_key[article.item_key] for article, _ in items]
     if stories is not None:
-        signature_rows = [
-            {"article_id": article_id, "story_id": story_id, "signature": signature}
-            for article_id, story_id, signature in zip(article_ids, story_ids, made, strict=True)
-        ]
-        connection.execute(_NEW_SIGNATURES, signature_rows)
+        signature_rows = list(zip(article_ids, story_ids, made, strict=True))
+        execute_many(connection, _NEW_SIGNATURES, signature_rows)
     hits = [
         (hit, article, article_id, story_id)
         for (article, article_hits), article_id, story_id in zip(
@@ -152,33 +161,21 @@ def _stories(
     new = sorted((p for p in sizes if p < 0), reverse=True)  # -1, -2, ...: first seen first
     ids: dict[int, int] = {}
     if new:
-        rows = [{"created_at": now, "article_count": sizes[p]} for p in new]
+        at = driver(connection).time(now)
+        rows = [(at, sizes[p]) for p in new]
         # New stories differ only in their size: any row of the right size will do.
         by_size: dict[int, list[int]] = {}
-        for id_, size in connection.execute(_NEW_STORIES, rows):
-            by_size.setdefault(size, []).extend(_ids([id_]))
+        for id_, size in insert(connection, _NEW_STORIES, rows, "RETURNING id, article_count"):
+            by_size.setdefault(size, []).append(id_)
         ids = {p: by_size[sizes[p]].pop() for p in new}
-    grown = [{"story": story, "more": sizes[story]} for story in sorted(alive)]
-    if grown:
-        connection.execute(_GROW_STORY, grown)
+    execute_many(connection, _GROW_STORY, [(sizes[story], story) for story in sorted(alive)])
     if stories is not None:
         stories.settle({**ids, **{gone: ids[p] for gone, p in renamed.items()}})
     return [ids.get(story, story) for story in found], signatures, alive
 
 
-def _ids(returned: Iterable[int | None]) -> list[int]:
-    """The ids an INSERT ... RETURNING gave (the columns are typed Optional for the ORM)."""
-    ids = list(returned)
-    assert None not in ids
-    return ids  # type: ignore[return-value]
-
-
 def _existing_stories(connection: Connection, story_ids: set[int]) -> set[int]:
-    ordered, alive = sorted(story_ids), set[int]()
-    for i in range(0, len(ordered), _CHUNK):
-        query = sa_select(col(StoryRow.id)).where(col(StoryRow.id).in_(ordered[i : i + _CHUNK]))
-        alive.update(_ids(connection.execute(query).scalars()))
-    return alive
+    return {id_ for (id_,) in select_in(connection, _EXISTING_STORIES, (), sorted(story_ids))}
 
 
 def _insert_hits(
@@ -198,6 +195,7 @@ def _insert_hits(
         rule_id for rule_id, rule in rules.items() if _alerted_recently(connection, rule, now)
     }
     rows, sinks_per_hit, reasons = [], [], []
+    at = driver(connection).time(now)
     for hit, article, article_id, story_id in hits:
         rule = hit.rule
         reason = None
@@ -212,48 +210,34 @@ def _insert_hits(
         first = hit.matches[0] if hit.matches else Match(0, 0, "")
         text = article.text
         lo, hi = snippet_around(text, first.start, first.end)
-        rows.append({
-            "rule_id": rule.id, "article_id": article_id, "story_id": story_id,
-            "matches": json.dumps([m.__dict__ for m in hit.matches]),
-            "snippet": text[lo:hi], "created_at": now,
-        })  # fmt: skip
+        matches = json.dumps([m.__dict__ for m in hit.matches])
+        rows.append((rule.id, article_id, story_id, matches, text[lo:hi], at))
         sinks_per_hit.append((hit, article, sinks))
         reasons.append(reason)
-    returned = connection.execute(_NEW_HITS, rows)
+    returned = insert(connection, _NEW_HITS, rows, "RETURNING article_id, rule_id, id")
     ids_by_hit = {(article_id, rule_id): id_ for article_id, rule_id, id_ in returned}
-    hit_ids = _ids(ids_by_hit[article_id, hit.rule.id] for hit, _, article_id, _ in hits)
+    hit_ids = [ids_by_hit[article_id, hit.rule.id] for hit, _, article_id, _ in hits]
     deliveries = [
-        {
-            "id": delivery_id(hit.rule.id, article.source, article.item_key, sink),
-            "hit_id": hit_id, "sink": sink,
-            "status": SUPPRESSED if reason else "pending", "attempts": 0,
-            "last_error": reason, "next_attempt_at": None if reason else now,
-            "created_at": now, "lease_token": 0,
-        }
+        (
+            delivery_id(hit.rule.id, article.source, article.item_key, sink), hit_id, sink,
+            SUPPRESSED if reason else "pending", 0, reason, None if reason else at, at, 0,
+        )
         for hit_id, (hit, article, sinks), reason in zip(hit_ids, sinks_per_hit, reasons,
                                                          strict=True)
         for sink in sinks
     ]  # fmt: skip
-    if deliveries:
-        connection.execute(_NEW_DELIVERIES, deliveries)
+    insert(connection, _NEW_DELIVERIES, deliveries)
 
 
 def _alerted(
     connection: Connection, rule_ids: set[str], story_ids: set[int]
 ) -> set[tuple[str, int]]:
-    """(rule, story) pairs with a stored hit: the rule has already seen that story
-    (index ix_hits_story_rule)."""
-    ordered, found = sorted(story_ids), set[tuple[str, int]]()
-    for i in range(0, len(ordered), _CHUNK):
-        query = sa_select(col(HitRow.rule_id), col(HitRow.story_id)).where(
-            col(HitRow.story_id).in_(ordered[i : i + _CHUNK])
-        )
-        found.update(
-            (rule_id, story_id)
-            for rule_id, story_id in connection.execute(query)
-            if rule_id in rule_ids and story_id is not None
-        )
-    return found
+    """(rule, story) pairs with a stored hit: the rule has already seen that story."""
+    return {
+        (rule_id, story_id)
+        for rule_id, story_id in select_in(connection, _ALERTED, (), sorted(story_ids))
+        if rule_id in rule_ids and story_id is not None
+    }
 
 
 def _alerted_recently(connection: Connection, rule: Rule, now: datetime) -> bool:

@@ -22,6 +22,7 @@ from monitor.crash import crash_point
 from monitor.domain import Alert, Article, Hit, Match, PollOutcome
 from monitor.errors import LeaseLost
 from monitor.store.database import ProcessLock, create_db_engine, migrate, sqlite_path
+from monitor.store.driversql import select_in
 from monitor.store.outbox import OutboxQueries, StoryClusterer, matches_from_json
 from monitor.store.polls import claim_items, insert_articles
 from monitor.store.tables import (
@@ -29,7 +30,6 @@ from monitor.store.tables import (
     DeliveryAttemptRow,
     DeliveryRow,
     HitRow,
-    SeenItemRow,
     SourceRow,
 )
 
@@ -136,14 +136,10 @@ class Store(OutboxQueries):
     def known_keys(self, source: str, keys: Iterable[str]) -> set[str]:
         """Which of ``keys`` this source has stored before (one query per poll)."""
         keys = list(set(keys))
-        found: set[str] = set()
         if not keys:  # a 304 poll: no connection to check out, no query
-            return found
+            return set()
         with self.engine.connect() as connection:
-            for i in range(0, len(keys), 500):  # stay under SQLite's bound-parameter limit
-                params = {"source": source, "keys": keys[i : i + 500]}
-                found.update(connection.execute(_KNOWN_KEYS, params).scalars())
-        return found
+            return {key for (key,) in select_in(connection, _KNOWN_KEYS, (source,), keys)}
 
     # --- the poll transaction -------------------------------------------------------
 
@@ -332,11 +328,11 @@ def _check_lease(
         raise LeaseLost(kind, key, token)
 
 
-_KNOWN_KEYS = (  # built once, Core: the ORM's per-call statement was most of this read
-    sa_select(col(SeenItemRow.item_key))
-    .join(SourceRow, col(SourceRow.id) == col(SeenItemRow.source_id))
-    .where(col(SourceRow.name) == bindparam("source"))
-    .where(col(SeenItemRow.item_key).in_(bindparam("keys", expanding=True)))
+# Driver SQL (monitor.store.driversql): as a Core statement with an expanding IN, this
+# read of 100 keys a poll cost 1.3 ms of CPU in the thread that stores polls.
+_KNOWN_KEYS = (
+    "SELECT seen_items.item_key FROM seen_items JOIN sources ON sources.id = seen_items.source_id"
+    " WHERE sources.name = ? AND seen_items.item_key"
 )
 
 # The source row, locked for the poll's transaction (a no-op on SQLite, which has BEGIN

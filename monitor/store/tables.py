@@ -22,6 +22,14 @@ from sqlalchemy import (
 from sqlmodel import Field, SQLModel
 
 
+def sqlite_time(value: datetime) -> str:
+    """An aware datetime as SQLite stores it: SQLAlchemy's DATETIME text in UTC,
+    'YYYY-MM-DD HH:MM:SS.ffffff'."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the database; use domain.utcnow()")
+    return value.astimezone(UTC).isoformat(" ", "microseconds")[:26]  # no "+00:00"
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Aware UTC datetimes on every backend (SQLite itself stores naive text)."""
 
@@ -44,11 +52,7 @@ class UTCDateTime(TypeDecorator[datetime]):
             return super().bind_processor(dialect)
 
         def process(value: datetime | None) -> str | None:
-            if value is None:
-                return None
-            if value.tzinfo is None:
-                raise ValueError("naive datetime given to the database; use domain.utcnow()")
-            return value.astimezone(UTC).isoformat(" ", "microseconds")[:26]  # no "+00:00"
+            return None if value is None else sqlite_time(value)
 
         return process
 
