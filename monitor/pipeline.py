@@ -85,11 +85,12 @@ class Pipeline:
         # One poll transaction at a time: SQLite has a single writer anyway, and queueing
         # here rather than in busy_timeout keeps 20 poll threads from timing each other out.
         self._write_lock = threading.Lock()
-        # Matching and storing, the CPU-bound part of a poll, one poll at a time: the
-        # threads share one GIL anyway, and 20 of them matching at once kept the one
-        # holding the write lock waiting for the GIL (a lock convoy) and starved the
-        # fetch loop: 35 ms a poll against 18 (bench/bench_feeds.py, issue #3).
-        self._busy = threading.Lock()
+        # Matching, the CPU-bound part of a poll, one poll at a time: the threads share
+        # one GIL anyway, and 20 of them matching at once kept the one holding the write
+        # lock waiting for the GIL (a lock convoy) and starved the fetch loop: 35 ms a poll
+        # against 18 (bench/bench_feeds.py, issue #3). Not held while storing: one poll
+        # is matched while the one before it waits on SQLite (its statements, the fsync).
+        self._matching = threading.Lock()
         self.scanners: dict[str, FolderScanner] = {}
         self.chores = Chores(store, self.owner)
         self._configure(config, sinks)
@@ -200,11 +201,10 @@ class Pipeline:
         except SourceError as e:
             return self._record_error(summary, claim, e, now)
         summary.waiting = result.waiting
-        with self._busy:
+        with self._matching:
             matched = self._match_fresh(name, result.articles)
-            next_poll_at = now + self.interval(name)
-            outcome = PollOutcome(source=name, articles=matched, next_poll_at=next_poll_at)
-            return self._finish(summary, outcome, now, claim, "ok")
+        outcome = PollOutcome(source=name, articles=matched, next_poll_at=now + self.interval(name))
+        return self._finish(summary, outcome, now, claim, "ok")
 
     def poll_feed(self, claim: Claim) -> PollSummary:
         """Fetch, parse, match and store one feed; a feed error is recorded, never raised."""
@@ -232,12 +232,13 @@ class Pipeline:
             )
             signatures = {}  # made on the summaries: the pages' text needs its own
         status = "not_modified" if read.not_modified else "ok"
-        with self._busy:
-            outcome = PollOutcome(
-                source=name, articles=self._matched(fresh), etag=read.etag,
-                last_modified=read.last_modified, next_poll_at=now + delay, signatures=signatures,
-            )  # fmt: skip
-            return self._finish(summary, outcome, now, claim, status)
+        with self._matching:
+            matched = self._matched(fresh)
+        outcome = PollOutcome(
+            source=name, articles=matched, etag=read.etag, last_modified=read.last_modified,
+            next_poll_at=now + delay, signatures=signatures,
+        )  # fmt: skip
+        return self._finish(summary, outcome, now, claim, status)
 
     def _finish(
         self, summary: PollSummary, outcome: PollOutcome, now: datetime, claim: Claim, status: str
