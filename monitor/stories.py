@@ -34,7 +34,6 @@ import struct
 import zlib
 from collections import OrderedDict, deque
 from collections.abc import Hashable, Iterable, Mapping
-from functools import lru_cache
 from itertools import repeat
 
 import numpy as np
@@ -67,18 +66,31 @@ _MIX = (np.uint32(0x9E3779B1), np.uint32(0x85EBCA77), np.uint32(0xC2B2AE3D))
 Signature = np.ndarray  # NUM_PERM uint32 minima
 
 
-@lru_cache(maxsize=1 << 15)
-def _word_hash(word: str) -> int:
-    return zlib.crc32(word.encode())
+class _WordHashes(dict[str, int]):
+    """Word -> CRC-32, remembered; ``map(_HASHES.__getitem__, words)`` looks known words up
+    in C (an ``lru_cache`` call per word was a third of a signature). Emptied when full."""
+
+    def __missing__(self, word: str) -> int:
+        if len(self) >= 1 << 15:
+            self.clear()
+        h = self[word] = zlib.crc32(word.encode())
+        return h
+
+
+_HASHES = _WordHashes()
 
 
 def _fmix(h: np.ndarray) -> np.ndarray:
-    """MurmurHash3's 32-bit finaliser: spreads CRC's linear bits over the whole word."""
-    h = h ^ (h >> np.uint32(16))
-    h = h * np.uint32(0x85EBCA6B)
-    h = h ^ (h >> np.uint32(13))
-    h = h * np.uint32(0xC2B2AE35)
-    return h ^ (h >> np.uint32(16))
+    """MurmurHash3's 32-bit finaliser, in place: spreads CRC's linear bits over the word."""
+    shifted = h >> np.uint32(16)
+    h ^= shifted
+    h *= np.uint32(0x85EBCA6B)
+    np.right_shift(h, np.uint32(13), out=shifted)
+    h ^= shifted
+    h *= np.uint32(0xC2B2AE35)
+    np.right_shift(h, np.uint32(16), out=shifted)
+    h ^= shifted
+    return h
 
 
 def _words(lowered: str) -> list[str]:
@@ -91,11 +103,12 @@ def shingle_hashes(text: str, size: int = SHINGLE) -> np.ndarray:
     """32-bit hashes of the lower-cased word n-grams; texts shorter than ``size`` give
     their words."""
     words = _words(text.lower())
-    hashes = np.fromiter(map(_word_hash, words), dtype=np.uint32, count=len(words))
-    if len(words) >= size:
-        mixed = hashes[: len(words) - size + 1] * _MIX[0]
+    n = len(words)
+    hashes = np.fromiter(map(_HASHES.__getitem__, words), dtype=np.uint32, count=n)
+    if n >= size:
+        mixed = hashes[: n - size + 1] * _MIX[0]
         for k in range(1, size):
-            mixed = mixed + hashes[k : len(words) - size + 1 + k] * _MIX[k % len(_MIX)]
+            mixed += hashes[k : n - size + 1 + k] * _MIX[k % len(_MIX)]
         hashes = mixed
     return _fmix(hashes)
 
@@ -106,7 +119,9 @@ def signature(text: str) -> Signature:
     if not len(hashes):
         return np.full(NUM_PERM, _MAX, dtype=np.uint32)
     # Arithmetic mod 2**32: numpy wraps uint32 arrays silently (only scalars warn).
-    return (hashes[:, None] * _A + _B).min(axis=0)
+    permuted = np.multiply.outer(hashes, _A)
+    permuted += _B
+    return permuted.min(axis=0)
 
 
 def signature_bytes(text: str) -> bytes:
@@ -145,20 +160,15 @@ _KEYS = struct.Struct(f"<{BANDS}Q")
 NOTE_BYTES = SIGNATURE_BYTES + _KEYS.size
 
 
-def _band_keys(sig: Signature) -> list[int]:
-    """One key per band, folded from its rows in one array operation (a Python loop over
-    the bands was a third of clustering an article). Two row triples folding to one key
-    only add a candidate, which the similarity check then turns down."""
+def _note_of(sig: Signature) -> bytes:
+    """The signature, then one key per band folded from its rows in one array operation (a
+    Python loop over the bands was a third of clustering an article). Two row triples
+    folding to one key only add a candidate, which the similarity check then turns down."""
     rows = sig[: BANDS * ROWS].reshape(BANDS, ROWS).astype(np.uint64)
     folded = rows[:, 0] * _BAND_MIX[0]
     for r in range(1, ROWS):
         folded ^= rows[:, r] * _BAND_MIX[r]
-    keys: list[int] = folded.tolist()
-    return keys
-
-
-def _note_of(sig: Signature) -> bytes:
-    return encode(sig) + _KEYS.pack(*_band_keys(sig))
+    return encode(sig) + folded.astype("<u8").tobytes()
 
 
 def _as_note(data: bytes) -> bytes | None:

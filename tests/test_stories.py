@@ -3,6 +3,7 @@ a rule alerts once per story, the count grows, and the index survives a restart.
 
 from __future__ import annotations
 
+import hashlib
 from itertools import combinations
 from pathlib import Path
 
@@ -167,3 +168,20 @@ def test_a_worker_note_a_stored_signature_and_the_text_find_the_same_story() -> 
         assert index.assign(copy, data)[0] == 7
     index.remember(2, 7, signature_bytes(copy))  # a signature alone is a note too
     assert len(index) == 2
+
+
+def test_signatures_and_band_keys_are_the_stored_scheme() -> None:
+    """Notes are byte for byte what earlier versions made (a digest taken before the
+    signature code was sped up), so signatures stored by them keep finding their copies."""
+    texts = [
+        "",
+        "Pyongyang",
+        "North Korea",
+        "Kim Jong Un met Putin in Pyongyang for summit talks.",
+        "Ünïcode wörds: Matsegora said ça va, 北朝鮮 と ロシア.\n\n"
+        "Second paragraph, with digits 2024 and U.S. spelling.",
+    ]
+    digest = hashlib.blake2b(digest_size=16)
+    for text in texts:
+        digest.update(story_note(text))
+    assert digest.hexdigest() == "e4220dd7e8b31e341f0ae0cd1ece3e03"
