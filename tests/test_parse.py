@@ -70,6 +70,14 @@ def test_cold_worker_start_up_is_not_part_of_the_parse_deadline() -> None:
 
 
 @row("F1")
+def test_workers_run_at_a_lower_priority_than_the_daemon(pool: ParserPool) -> None:
+    """Parse workers are niced, so the daemon's own threads get a core first."""
+    parse(pool, rss([item(1)]))
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    niceness = {os.getpriority(os.PRIO_PROCESS, w.process.pid or 0) for w in pool._all}
+    assert niceness == {min(19, ours + parse_module.WORKER_NICE)}
+
+
 def test_f1_billion_laughs_is_refused(pool: ParserPool) -> None:
     """F1: nested entities (one per line and all on one line) are refused before parsing."""
     levels = ['<!ENTITY l0 "ha">'] + [
