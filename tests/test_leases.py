@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -51,6 +52,22 @@ def test_expired_lease_is_taken_over_and_stale_write_fenced(store: Store) -> Non
     store.save_poll(outcome(NAMES[0]), NOW, lambda h: h.rule.notify, lease=("b", b.token))
     assert len(store.hits()) == 1
     assert claim_sources(store, "c", NOW, NAMES[:1]) == []  # not due again for 5 minutes
+
+
+def test_a_stale_304_write_is_fenced_too(store: Store) -> None:
+    """A poll with no articles (a 304, an error) under a lost lease changes nothing: the
+    source keeps the new owner's lease and its schedule."""
+    (a,) = claim_sources(store, "a", NOW, NAMES[:1], lease=-timedelta(seconds=1))
+    (b,) = claim_sources(store, "b", NOW, NAMES[:1])
+    late = PollOutcome(NAMES[0], etag='"stale"', next_poll_at=NOW + timedelta(days=1))
+    with pytest.raises(LeaseLost):
+        store.save_poll(late, NOW, lambda h: (), lease=("a", a.token))
+    source = next(s for s in store.sources() if s.name == NAMES[0])
+    assert (source.lease_owner, source.lease_token, source.etag) == ("b", b.token, None)
+    assert source.last_poll_at is None
+    store.save_poll(replace(late, etag='"v2"'), NOW, lambda h: (), lease=("b", b.token))
+    source = next(s for s in store.sources() if s.name == NAMES[0])
+    assert (source.lease_owner, source.etag, source.last_poll_at) == (None, '"v2"', NOW)
 
 
 def test_release_frees_leases_at_once(store: Store) -> None:

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Engine, Integer, bindparam, case, func
+from sqlalchemy import Connection, Engine, bindparam, func
 from sqlalchemy import select as sa_select  # sqlmodel's select takes at most four entities
-from sqlalchemy import update as sa_update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
@@ -22,7 +21,7 @@ from monitor.crash import crash_point
 from monitor.domain import Alert, Article, Hit, Match, PollOutcome
 from monitor.errors import LeaseLost
 from monitor.store.database import ProcessLock, create_db_engine, migrate, sqlite_path
-from monitor.store.driversql import select_in
+from monitor.store.driversql import driver, select_in
 from monitor.store.outbox import OutboxQueries, StoryClusterer, matches_from_json
 from monitor.store.polls import claim_items, insert_articles
 from monitor.store.tables import (
@@ -161,25 +160,14 @@ class Store(OutboxQueries):
         """
         stored: list[int] = []
         writer = self._writer if outcome.articles else self._light_writer
-        # Core, not a Session: a 304 poll is two statements, and the Session was most of it.
+        # Core, not a Session: a 304 poll is one UPDATE and the commit.
         with writer.begin() as connection:
-            row = connection.execute(_SOURCE_FOR_POLL, {"name": outcome.source}).one()
-            source_id: int = row.id
-            owner, token = row.lease_owner, row.lease_token
-            if lease is not None and (owner, token) != lease:
-                raise LeaseLost("source", outcome.source, lease[1])  # fencing (G13)
-            keys = [article.item_key for article, _ in outcome.articles]
-            claimed = claim_items(connection, source_id, keys, now)
-            new = [(a, hits) for a, hits in outcome.articles if a.item_key in claimed]
-            if new:
-                stored = insert_articles(
-                    connection, source_id, new, now, sinks_for, stories, outcome.signatures
-                )
-            # Tombstones for the alternative keys too (F15: feeds whose GUIDs change).
-            claim_items(connection, source_id, [k for a, _ in new for k in a.alt_keys], now)
-            connection.execute(
-                _SOURCE_AFTER_POLL, _source_state(source_id, outcome, now, len(stored))
-            )
+            if outcome.articles:
+                row = connection.execute(_SOURCE_FOR_POLL, {"name": outcome.source}).one()
+                if lease is not None and (row.lease_owner, row.lease_token) != lease:
+                    raise LeaseLost("source", outcome.source, lease[1])  # fencing (G13)
+                stored = _store_articles(connection, row.id, outcome, now, sinks_for, stories)
+            _update_source(connection, outcome, now, len(stored), lease)
             crash_point("before_commit")
         return stored
 
@@ -335,8 +323,8 @@ _KNOWN_KEYS = (
     " WHERE sources.name = ? AND seen_items.item_key"
 )
 
-# The source row, locked for the poll's transaction (a no-op on SQLite, which has BEGIN
-# IMMEDIATE); Core rather than the ORM: a 304 poll is this, one UPDATE and the commit.
+# The source row of a poll with articles, locked for its transaction (a no-op on SQLite,
+# which has BEGIN IMMEDIATE): its id, and its lease checked before anything is inserted.
 _SOURCE_FOR_POLL = (
     sa_select(col(SourceRow.id), col(SourceRow.lease_owner), col(SourceRow.lease_token))
     .where(col(SourceRow.name) == bindparam("name"))
@@ -344,51 +332,59 @@ _SOURCE_FOR_POLL = (
 )
 
 
-def _after_poll() -> Any:
-    """One UPDATE for every poll outcome (built once: building one per poll was most of a
-    304 poll's CPU); the lease is freed at once, the poll being done."""
-    ok, new = bindparam("ok", type_=Boolean()), bindparam("new_items", type_=Integer())
-    now = bindparam("now", type_=SourceRow.__table__.c.last_poll_at.type)  # type: ignore[attr-defined]
-
-    def if_(condition: Any, value: Any, column: Any) -> Any:
-        return case((condition, value), else_=column)
-
-    return (
-        sa_update(SourceRow)
-        .where(col(SourceRow.id) == bindparam("source_id"))
-        .values(
-            last_poll_at=now,
-            next_poll_at=bindparam("next_poll_at"),
-            status=bindparam("status"),
-            consecutive_errors=bindparam("errors"),
-            lease_owner=None,
-            lease_until=None,
-            last_success_at=if_(ok, now, col(SourceRow.last_success_at)),
-            etag=func.coalesce(bindparam("etag"), col(SourceRow.etag)),
-            last_modified=func.coalesce(bindparam("last_modified"), col(SourceRow.last_modified)),
-            last_error=if_(ok, col(SourceRow.last_error), bindparam("error")),
-            last_error_at=if_(ok, col(SourceRow.last_error_at), now),
-            items_seen=col(SourceRow.items_seen) + new,
-            last_new_item_at=if_(new > 0, now, col(SourceRow.last_new_item_at)),
-        )
+def _store_articles(
+    connection: Connection, source_id: int, outcome: PollOutcome, now: datetime,
+    sinks_for: Callable[[Hit], Iterable[str]], stories: StoryClusterer | None,
+) -> list[int]:  # fmt: skip
+    """The new ones of the poll's articles, with their hits and deliveries; tombstones
+    for every key, the alternative keys too (F15: feeds whose GUIDs change)."""
+    keys = [article.item_key for article, _ in outcome.articles]
+    claimed = claim_items(connection, source_id, keys, now)
+    new = [(a, hits) for a, hits in outcome.articles if a.item_key in claimed]
+    stored = (
+        insert_articles(connection, source_id, new, now, sinks_for, stories, outcome.signatures)
+        if new
+        else []
     )
+    claim_items(connection, source_id, [k for a, _ in new for k in a.alt_keys], now)
+    return stored
 
 
-_SOURCE_AFTER_POLL = _after_poll()
+# Every poll's one UPDATE of its source, fenced by its lease when it has one; the lease is
+# freed at once, the poll being done. Driver SQL (monitor.store.driversql): as a Core
+# statement it was most of a 304 poll's transaction.
+_SOURCE_AFTER_POLL = """UPDATE sources SET
+    last_poll_at = ?, next_poll_at = ?, status = ?, consecutive_errors = ?,
+    lease_owner = NULL, lease_until = NULL,
+    last_success_at = CASE WHEN ? THEN ? ELSE last_success_at END,
+    etag = COALESCE(?, etag), last_modified = COALESCE(?, last_modified),
+    last_error = CASE WHEN ? THEN last_error ELSE ? END,
+    last_error_at = CASE WHEN ? THEN last_error_at ELSE ? END,
+    items_seen = items_seen + ?,
+    last_new_item_at = CASE WHEN ? THEN ? ELSE last_new_item_at END
+    WHERE name = ?"""
+_FENCED = " AND lease_owner = ? AND lease_token = ?"
 
 
-def _source_state(
-    source_id: int, outcome: PollOutcome, now: datetime, new_items: int
-) -> dict[str, Any]:
-    """The parameters of ``_SOURCE_AFTER_POLL`` for one poll's outcome."""
-    ok = outcome.error is None
-    return {
-        "source_id": source_id, "now": now, "next_poll_at": outcome.next_poll_at or now,
-        "status": outcome.status, "errors": outcome.consecutive_errors, "ok": ok,
-        "etag": (outcome.etag or None) if ok else None,
-        "last_modified": (outcome.last_modified or None) if ok else None,
-        "error": outcome.error, "new_items": new_items,
-    }  # fmt: skip
+def _update_source(
+    connection: Connection, outcome: PollOutcome, now: datetime, new_items: int,
+    lease: tuple[str, int] | None,
+) -> None:  # fmt: skip
+    """Record the poll's outcome on its source; ``LeaseLost`` if ``lease`` no longer holds."""
+    d = driver(connection)
+    ok, at = outcome.error is None, d.time(now)
+    params: tuple[Any, ...] = (
+        at, d.time(outcome.next_poll_at or now), outcome.status, outcome.consecutive_errors,
+        ok, at,
+        (outcome.etag or None) if ok else None, (outcome.last_modified or None) if ok else None,
+        ok, outcome.error, ok, at, new_items, new_items > 0, at, outcome.source,
+    )  # fmt: skip
+    sql = _SOURCE_AFTER_POLL + (_FENCED if lease is not None else "")
+    result = connection.exec_driver_sql(d.sql(sql), params + (lease or ()))
+    if result.rowcount == 0:
+        if lease is not None:
+            raise LeaseLost("source", outcome.source, lease[1])  # fencing (G13)
+        raise LookupError(f"no source named {outcome.source!r}")
 
 
 def _article(row: ArticleRow, source: str) -> Article:
