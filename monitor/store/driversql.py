@@ -48,7 +48,8 @@ def _aware(value: datetime) -> datetime:
 
 
 _DRIVERS = {
-    # SQLite allows 32,766 parameters a statement since 3.32; fewer keeps each one small.
+    # RETURNING needs SQLite 3.35, which allows 32,766 parameters a statement; fewer keeps
+    # each statement small.
     "sqlite": Driver("?", 5_000, sqlite_time),
     "postgresql": Driver("%s", 5_000, _aware),
 }
