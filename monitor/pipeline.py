@@ -201,8 +201,9 @@ class Pipeline:
         except SourceError as e:
             return self._record_error(summary, claim, e, now)
         summary.waiting = result.waiting
+        fresh = self._fresh(name, result.articles)  # a read: not under the matching lock
         with self._matching:
-            matched = self._match_fresh(name, result.articles)
+            matched = self._matched(fresh)
         outcome = PollOutcome(source=name, articles=matched, next_poll_at=now + self.interval(name))
         return self._finish(summary, outcome, now, claim, "ok")
 
@@ -275,12 +276,6 @@ class Pipeline:
         self._save(outcome, now, claim)
         metrics.polls.labels(source=summary.source, outcome="error").inc()
         return summary
-
-    def _match_fresh(
-        self, name: str, articles: list[Article]
-    ) -> tuple[tuple[Article, tuple[Hit, ...]], ...]:
-        """Articles whose keys (and alternative keys) were never seen, with their hits."""
-        return self._matched(self._fresh(name, articles))
 
     def _fresh(self, name: str, articles: list[Article]) -> list[Article]:
         """The articles whose keys (and alternative keys) were never seen."""

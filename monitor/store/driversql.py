@@ -18,14 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection
 from sqlmodel import SQLModel
 
-from monitor.store.tables import sqlite_time
+from monitor.store.tables import sqlite_time, utc
 
 
 @dataclass(frozen=True)
@@ -41,17 +41,11 @@ class Driver:
         return text if self.mark == "?" else text.replace("?", self.mark)
 
 
-def _aware(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        raise ValueError("naive datetime given to the database; use domain.utcnow()")
-    return value.astimezone(UTC)
-
-
 _DRIVERS = {
     # RETURNING needs SQLite 3.35, which allows 32,766 parameters a statement; fewer keeps
     # each statement small.
     "sqlite": Driver("?", 5_000, sqlite_time),
-    "postgresql": Driver("%s", 5_000, _aware),
+    "postgresql": Driver("%s", 5_000, utc),
 }
 
 
@@ -69,24 +63,25 @@ def columns(table: type[SQLModel], *names: str) -> str:
 
 
 @lru_cache(maxsize=256)
-def _values(mark: str, width: int, count: int) -> str:
-    row = "(" + ", ".join([mark] * width) + ")"
-    return ", ".join([row] * count)
+def _marks(mark: str, count: int) -> str:
+    return ", ".join([mark] * count)
 
 
 @lru_cache(maxsize=256)
-def _marks(mark: str, count: int) -> str:
-    return ", ".join([mark] * count)
+def _values(mark: str, width: int, count: int) -> str:
+    return ", ".join([f"({_marks(mark, width)})"] * count)
 
 
 def insert(
     connection: Connection, head: str, rows: Sequence[tuple[Any, ...]], tail: str = ""
 ) -> list[Any]:
     """``head`` VALUES (...), (...) ``tail`` for all ``rows``, in as few statements as the
-    parameter limit allows; the rows a RETURNING in ``tail`` gave, in no promised order."""
+    parameter limit allows; the rows a RETURNING in ``tail`` gave, in no promised order.
+    ``head`` and ``tail`` are written with ``?`` placeholders, like every statement here."""
     if not rows:
         return []
     d = driver(connection)
+    head, tail = d.sql(head), d.sql(tail)
     width = len(rows[0])
     per = max(1, d.max_params // width)
     returned: list[Any] = []

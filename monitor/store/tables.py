@@ -22,12 +22,17 @@ from sqlalchemy import (
 from sqlmodel import Field, SQLModel
 
 
+def utc(value: datetime) -> datetime:
+    """An aware datetime in UTC, as every backend is given it; a naive one is refused."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the database; use domain.utcnow()")
+    return value.astimezone(UTC)
+
+
 def sqlite_time(value: datetime) -> str:
     """An aware datetime as SQLite stores it: SQLAlchemy's DATETIME text in UTC,
     'YYYY-MM-DD HH:MM:SS.ffffff'."""
-    if value.tzinfo is None:
-        raise ValueError("naive datetime given to the database; use domain.utcnow()")
-    return value.astimezone(UTC).isoformat(" ", "microseconds")[:26]  # no "+00:00"
+    return utc(value).isoformat(" ", "microseconds")[:26]  # no "+00:00"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -39,9 +44,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
             return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the database; use domain.utcnow()")
-        value = value.astimezone(UTC)
+        value = utc(value)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def bind_processor(self, dialect: Any) -> Any:
