@@ -107,7 +107,8 @@ def score_examples(
         if rule.id in base.disabled:
             scores.append(ExampleScore(rule.id, 0, 0, 0, 0, (), skipped=base.disabled[rule.id]))
             continue
-        matcher = Matcher([replace(rule, enabled=True)], queries, recognizer=base.recognizer)
+        matcher = Matcher([replace(rule, enabled=True)], queries, recognizer=base.recognizer,
+                          languages=base.languages)  # fmt: skip
         scores.append(_score(rule, matcher))
     return scores
 

@@ -20,7 +20,7 @@ from monitor import __version__
 from monitor.backtest import RuleTally, backtest, score_examples
 from monitor.config import Config, config_path, is_loopback_listen, load_config
 from monitor.daemon import Daemon
-from monitor.domain import Article, Match, Rule, utcnow
+from monitor.domain import FORMS_MODES, Article, Match, Rule, utcnow
 from monitor.errors import ConfigError, MonitorError, QueryError, SourceError
 from monitor.http import HttpServer
 from monitor.logs import setup_logging
@@ -80,6 +80,12 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--query", help="a query to try (reported as rule id 'query')")
     which.add_argument("--all", action="store_true", help="every enabled rule")
     test.add_argument("--json", action="store_true", help="JSON Lines, one article per line")
+    test.add_argument(
+        "--forms",
+        choices=FORMS_MODES,
+        default="exact",
+        help="for --query: bare words as written, or with their inflected forms",
+    )
     test.add_argument("--since", help="backtest on articles stored this far back (e.g. 30d)")
     test.add_argument("paths", nargs="*", metavar="PATH", help="files or folders")
     test.set_defaults(func=cmd_test_rule)
@@ -148,7 +154,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"{len(config.sinks)} sinks, {len(config.entities)} entities, "
         f"{len(config.rules)} rules ({enabled} enabled)"
     )
-    matcher = Matcher(config.rules, config.queries, nlp_model=config.nlp_model)
+    matcher = Matcher(config.rules, config.queries, nlp_model=config.nlp_model,
+                      languages=config.languages)  # fmt: skip
     for rule_id, reason in matcher.disabled.items():
         print(f"rule {rule_id}: disabled: {reason}", file=sys.stderr)
     return _check_examples(config, matcher)
@@ -191,7 +198,7 @@ def cmd_test_rule(args: argparse.Namespace) -> int:
     if not args.paths and args.since is None:
         _usage("test-rule needs PATH... or --since")
     rules, queries = _rules_to_test(args, config)
-    matcher = Matcher(rules, queries, nlp_model=config.nlp_model)
+    matcher = Matcher(rules, queries, nlp_model=config.nlp_model, languages=config.languages)
     for rule_id, reason in matcher.disabled.items():
         print(f"rule {rule_id}: disabled: {reason}", file=sys.stderr)
     if args.since is not None:
@@ -256,10 +263,10 @@ def _print_tallies(tallies: dict[str, RuleTally], total: int, since: str) -> Non
 def _rules_to_test(args: argparse.Namespace, config: Config) -> tuple[list[Rule], dict]:
     if args.query is not None:
         try:
-            query = parse_query(args.query, config.entities)
+            query = parse_query(args.query, config.entities, forms=args.forms)
         except QueryError as e:
             _usage(f"--query: {e}")
-        rule = Rule(id="query", title="query", query=args.query, notify=())
+        rule = Rule(id="query", title="query", query=args.query, notify=(), forms=args.forms)
         return [rule], {"query": query}
     if args.rule is not None:
         rules = [r for r in config.rules if r.id == args.rule]

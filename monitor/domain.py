@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Literal
 
 
 def utcnow() -> datetime:
@@ -21,6 +22,11 @@ class Severity(StrEnum):
     MEDIUM = "medium"
     HIGH = "high"
     CRITICAL = "critical"
+
+
+# How a rule's bare words match: as written, or with their inflected forms (contract 2).
+FormsMode = Literal["exact", "inflected"]
+FORMS_MODES: tuple[FormsMode, ...] = ("exact", "inflected")
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,7 @@ class Rule:
     file: str = ""
     examples: tuple[Example, ...] = ()
     realert: timedelta | None = None  # at most one alert per window (issue #4); None: no limit
+    forms: FormsMode = "exact"  # "inflected": bare words match their forms (monitor.forms)
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,7 @@ from itertools import chain
 
 from monitor.domain import Article, Hit, Match, Rule
 from monitor.errors import ModelError
+from monitor.languages import forms_apply
 from monitor.nlp import EntityRecognizer
 from monitor.presearch import PresearchIndex
 from monitor.query import (
@@ -161,8 +162,11 @@ class Matcher:
         nlp_model: str | None = None,
         recognizer: Recognizer | None = None,
         use_index: bool = True,
+        languages: Mapping[str, str] | None = None,
     ):
         self.rules = [(rule, queries[rule.id]) for rule in rules]
+        # Source name -> its configured language; other sources' articles are told by script.
+        self.languages = dict(languages or {})
         self.disabled: dict[str, str] = {}
         self.recognizer = recognizer
         needs_model = [r.id for r, q in self.rules if r.enabled and q.entity_labels]
@@ -202,6 +206,9 @@ class Matcher:
     def match_text(self, text: TokenizedText, source: str) -> list[Hit]:
         """Hits on an already tokenised text, evaluating only the index's candidates."""
         text.recognizer = self.recognizer
+        language = self.languages.get(source)
+        if language is not None:
+            text.language = language
         if self.index is None:
             candidates = self._everything
         else:
@@ -245,16 +252,22 @@ def _collector_paused() -> Iterator[None]:
 
 
 def _words(root: Node) -> tuple[frozenset[str], tuple[str, ...]]:
-    """The exact folded words a query's leaves look up, and its wildcards' folded stems."""
+    """The exact folded words a query's leaves look up (word forms among them), and its
+    wildcards' folded stems."""
     words: set[str] = set()
     prefixes: set[str] = set()
     for node in walk(root):
+        terms: Iterable[Term] = ()
         if isinstance(node, Term):
-            (prefixes if node.prefix else words).add(node.word.casefold())
+            terms = (node,)
         elif isinstance(node, Phrase):
-            words.update(w.casefold() for w in node.tokens)
+            terms = node.words
         elif isinstance(node, EntityRef):
-            words.update(w for name in node.names for w in name.tokens)
+            terms = (term for name in node.names for term in name.words)
+        for term in terms:
+            (prefixes if term.prefix else words).add(term.word.casefold())
+            if term.forms is not None:
+                words.update(term.forms.words)
     return frozenset(words), tuple(sorted(prefixes))
 
 
@@ -366,10 +379,8 @@ def _memoised(slot: int, find: Callable[[TokenizedText], list[Occurrence]], zone
 def _finder(node: Term | Phrase | EntityRef) -> Callable[[TokenizedText], list[Occurrence]]:
     """What finds a leaf's sorted occurrences in a text."""
     if isinstance(node, Term):
-        if node.prefix:
-            return lambda text: _prefix(text, node)
-        if node.case_sensitive:
-            return lambda text: _cased_term(text, node.word)
+        if node.prefix or node.case_sensitive or node.forms is not None:
+            return lambda text: [(p, p) for p in _positions(text, node)]
         word = node.word
         return lambda text: [(p, p) for p in text.positions[word]]
     if isinstance(node, Phrase):
@@ -429,36 +440,57 @@ def _inside(found: list[Occurrence], spans: list[Occurrence]) -> list[Occurrence
     return kept
 
 
-def _prefix(text: TokenizedText, term: Term) -> list[Occurrence]:
+def _positions(text: TokenizedText, term: Term) -> list[int]:
+    """The sorted token positions where ``term`` occurs: a word, a prefix, a case-sensitive
+    word, or any of a word's forms where they apply to the text's language."""
+    if term.prefix:
+        return _prefix(text, term)
+    if term.case_sensitive:
+        cased, word = text.cased, term.word
+        return [p for p in text.positions[word.casefold()] if cased[p] == word]
+    if term.forms is None or not forms_apply(term.forms.language, text.language):
+        return text.positions[term.word]
+    positions_of = text.positions
+    found = [positions_of[w] for w in term.forms.words if w in positions_of]
+    return sorted(chain.from_iterable(found)) if len(found) > 1 else found[0] if found else []
+
+
+def _prefix(text: TokenizedText, term: Term) -> list[int]:
     words = text.words_starting(term.word.casefold() if term.case_sensitive else term.word)
     if not words:
         return []
     positions_of = text.positions
     positions_of.prefetch(words)
-    positions: Iterable[int] = sorted(chain.from_iterable(map(positions_of.__getitem__, words)))
+    positions = sorted(chain.from_iterable(map(positions_of.__getitem__, words)))
     if term.case_sensitive:
         cased, stem = text.cased, term.word
-        positions = (p for p in positions if cased[p].startswith(stem))
-    return [(p, p) for p in positions]
+        return [p for p in positions if cased[p].startswith(stem)]
+    return positions
 
 
-def _cased_term(text: TokenizedText, word: str) -> list[Occurrence]:
-    cased = text.cased
-    return [(p, p) for p in text.positions[word.casefold()] if cased[p] == word]
+def _accepts(text: TokenizedText, term: Term, p: int) -> bool:
+    """Whether token ``p`` of ``text`` is an occurrence of ``term`` (as ``_positions`` finds)."""
+    if term.case_sensitive:
+        cased = text.cased[p]
+        return cased.startswith(term.word) if term.prefix else cased == term.word
+    folded = text.folded[p]
+    if term.prefix:
+        return folded.startswith(term.word)
+    if term.forms is not None and forms_apply(term.forms.language, text.language):
+        return folded in term.forms.words
+    return folded == term.word
 
 
 def _phrase(text: TokenizedText, phrase: Phrase) -> list[Occurrence]:
-    words = phrase.tokens
-    forms = text.cased if phrase.case_sensitive else text.folded
-    first = words[0].casefold() if phrase.case_sensitive else words[0]
-    size, count, title = len(words), len(forms), text.title_count
+    first, *rest = phrase.words
+    size, count, title = len(phrase.words), len(text), text.title_count
     # A phrase may run over a line break (hard-wrapped text) but not from title into body.
     return [
         (p, p + size - 1)
-        for p in text.positions[first]
+        for p in _positions(text, first)
         if p + size <= count
         and not p < title <= p + size - 1
-        and all(forms[p + i] == words[i] for i in range(size))
+        and all(_accepts(text, term, p + i) for i, term in enumerate(rest, 1))
     ]
 
 

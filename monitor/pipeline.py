@@ -101,7 +101,8 @@ class Pipeline:
     def _configure(self, config: Config, sinks: Mapping[str, Sink]) -> None:
         self.config = config
         self.sinks = sinks
-        self.matcher = Matcher(config.rules, config.queries, nlp_model=config.nlp_model)
+        self.matcher = Matcher(config.rules, config.queries, nlp_model=config.nlp_model,
+                               languages=config.languages)  # fmt: skip
         self.rules = {rule.id: rule for rule in config.rules}
         self.rules[SILENT_RULE_ID] = silence_rule(config)
         # A folder whose settings did not change keeps its scanner (and what it has seen).

@@ -13,10 +13,11 @@ this property on generated rules and texts).
 How a query reduces to keys (``required_keys``):
 
 - a word: itself, folded (a case-sensitive ``=US`` indexes ``us``: the index
-  may over-select, never under-select);
+  may over-select, never under-select); a word with forms (``~report``, a
+  name's cases): each of its forms, whichever language the article is in;
 - a wildcard ``visit*``: the prefix, looked up through the article's tokens
   grouped by their first three letters (every prefix has at least three);
-- a phrase: its rarest-looking token (every token of it must occur);
+- a phrase: its rarest-looking word's keys (every word of it must occur);
 - ``entity:id``: the union over its names;
 - ``A OR B``: the union, and if any branch cannot be indexed, neither can the OR;
 - ``A AND B``, ``A NEAR B``: the cheapest indexable branch (both must hold);
@@ -77,25 +78,30 @@ def _set_cost(keys: frozenset[Key]) -> float:
     return sum(map(key_cost, keys))
 
 
-def _term_key(term: Term) -> Key:
-    # Exactly the lookup key monitor.match uses: a case-sensitive word is
-    # stored accent-stripped with case; casefolding it gives the folded form.
-    return term.prefix, term.word.casefold() if term.case_sensitive else term.word
+def _term_keys(term: Term) -> frozenset[Key]:
+    # Exactly the lookup keys monitor.match uses: a case-sensitive word is stored
+    # accent-stripped with case, and casefolding it gives the folded form; a word
+    # with forms occurs as one of them (the word itself is among them).
+    if term.prefix:
+        return frozenset(((True, term.word.casefold()),))
+    if term.forms is not None:
+        return frozenset((False, word) for word in term.forms.words)
+    return frozenset(((False, term.word.casefold()),))
 
 
-def _phrase_key(phrase: Phrase) -> Key:
-    words = [w.casefold() if phrase.case_sensitive else w for w in phrase.tokens]
-    return False, min(words, key=lambda w: key_cost((False, w)))
+def _phrase_keys(phrase: Phrase) -> frozenset[Key]:
+    """Its rarest-looking word's keys: every word of a phrase must occur."""
+    return min((_term_keys(term) for term in phrase.words), key=_set_cost)
 
 
 def required_keys(node: Node) -> frozenset[Key] | None:
     """Keys of which at least one occurs in every text where ``node`` is true; None: unknown."""
     if isinstance(node, Term):
-        return frozenset((_term_key(node),))
+        return _term_keys(node)
     if isinstance(node, Phrase):
-        return frozenset((_phrase_key(node),))
+        return _phrase_keys(node)
     if isinstance(node, EntityRef):
-        return frozenset(_phrase_key(name) for name in node.names)
+        return frozenset().union(*map(_phrase_keys, node.names))
     if isinstance(node, Or):
         parts = [required_keys(child) for child in node.children]
         if any(part is None for part in parts):
@@ -124,9 +130,9 @@ def required_clauses(node: Node) -> tuple[Clause, ...]:
     its branches' rarest clauses.
     """
     if isinstance(node, Term):
-        return () if node.prefix else (frozenset((_term_key(node)[1],)),)
+        return () if node.prefix else (frozenset(word for _, word in _term_keys(node)),)
     if isinstance(node, Phrase):
-        return tuple(frozenset((w.casefold() if node.case_sensitive else w,)) for w in node.tokens)
+        return tuple(clause for term in node.words for clause in required_clauses(term))
     if isinstance(node, Or | EntityRef):
         branches = node.children if isinstance(node, Or) else node.names
         union: set[str] = set()

@@ -7,10 +7,13 @@ Grammar, loosest binding first (operators are uppercase only)::
     and     := near (["AND"] near)*          adjacent operands are ANDed
     near    := unary (NEAROP unary)*         NEAROP: NEAR/n ONEAR/n NEAR/S NEAR/P
     unary   := "NOT" unary | primary
-    primary := "(" or ")" | word | "phrase" | "=" (word | "phrase") | field:value
+    primary := "(" or ")" | word | "phrase" | ("=" | "~") (word | "phrase") | field:value
 
 Words are tokenised by the text rules (``monitor.tokens``): ``Byung-hwan`` is
-the phrase ``byung hwan``. Every error is a ``QueryError`` with a 1-based column.
+the phrase ``byung hwan``. ``~word`` carries the word's inflected forms
+(``monitor.forms``), looked up here once; parsed with ``forms="inflected"``
+every bare word and phrase does. Every error is a ``QueryError`` with a
+1-based column.
 """
 
 from __future__ import annotations
@@ -19,11 +22,14 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Literal, NamedTuple, TypeAlias
 
-from monitor.domain import Entity
+from monitor.domain import FORMS_MODES, Entity, FormsMode
 from monitor.errors import QueryError
-from monitor.tokens import tokenize
+from monitor.forms import Forms, phrase_forms, romanised_variants
+from monitor.languages import script_of
+from monitor.tokens import Token, tokenize
 
 MAX_LENGTH = 10_000
 MAX_DEPTH = 100
@@ -41,24 +47,32 @@ class _Node:
 
 @dataclass(frozen=True)
 class Term(_Node):
-    """One token; ``word`` is folded, or accent-stripped with case kept when case-sensitive."""
+    """One token; ``word`` is folded, or accent-stripped with case kept when case-sensitive.
+
+    ``forms``: any of these folded words also counts, where they apply to the
+    article's language (``monitor.languages.forms_apply``); None: exact.
+    """
 
     word: str
     prefix: bool = False
     case_sensitive: bool = False
+    forms: Forms | None = None
 
 
 @dataclass(frozen=True)
 class Phrase(_Node):
-    """Tokens in sequence, normalised as ``Term.word`` is."""
+    """Tokens in sequence, each matched as its ``Term`` is."""
 
-    tokens: tuple[str, ...]
-    case_sensitive: bool = False
+    words: tuple[Term, ...]
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        return tuple(term.word for term in self.words)
 
 
 @dataclass(frozen=True)
 class EntityRef(_Node):
-    """``entity:id``, expanded at parse time to the phrases of its name and aliases."""
+    """``entity:id``, expanded at parse time to the phrases of its names (``entity_names``)."""
 
     id: str
     names: tuple[Phrase, ...] = ()
@@ -146,11 +160,19 @@ class Query:
         object.__setattr__(self, "entity_labels", labels)
 
 
-def parse_query(text: str, entities: Mapping[str, Entity] | None = None) -> Query:
-    """Parse ``text``; raises ``QueryError`` (with a 1-based column) if it is not a valid query."""
+def parse_query(
+    text: str, entities: Mapping[str, Entity] | None = None, forms: FormsMode = "exact"
+) -> Query:
+    """Parse ``text``; raises ``QueryError`` (with a 1-based column) if it is not a valid query.
+
+    ``forms="inflected"`` makes every bare word and phrase match its inflected
+    forms, as ``~`` does; ``=word`` and ``word*`` stay exact.
+    """
     if len(text) > MAX_LENGTH:
         raise QueryError(MAX_LENGTH + 1, f"query is longer than {MAX_LENGTH} characters")
-    root = _Parser(text, entities or {}).parse()
+    if forms not in FORMS_MODES:
+        raise ValueError(f"forms must be one of {FORMS_MODES}, not {forms!r}")
+    root = _Parser(text, entities or {}, inflected=forms == "inflected").parse()
     free = _free_branch(root)
     if free is not None:
         raise QueryError(free.column, "query can match with no positive term (e.g. 'NOT x' alone)")
@@ -165,11 +187,12 @@ class Lex(NamedTuple):
 
 
 # A field name is matched only where a lexeme starts, so `10:30` stays one word.
+# `~` is an operator only where a lexeme starts: inside a word it separates tokens, as before.
 _LEXEME = re.compile(
-    r'(?P<field>[A-Za-z]+:)|(?P<punct>[()=])|"(?P<phrase>[^"]*)"|(?P<open>")|(?P<run>[^\s()"]+)'
+    r'(?P<field>[A-Za-z]+:)|(?P<punct>[()=~])|"(?P<phrase>[^"]*)"|(?P<open>")|(?P<run>[^\s()"]+)'
 )
 _NEAR = re.compile(r"(O?)NEAR/(?:([0-9]+)|([SP]))")
-_OPERAND_START = {"word", "phrase", "(", "=", "field", "NOT"}
+_OPERAND_START = {"word", "phrase", "(", "=", "~", "field", "NOT"}
 
 
 def _operator_kind(run: str) -> str:
@@ -201,9 +224,10 @@ def _lex(text: str) -> list[Lex]:
 
 
 class _Parser:
-    def __init__(self, text: str, entities: Mapping[str, Entity]):
+    def __init__(self, text: str, entities: Mapping[str, Entity], inflected: bool = False):
         self.lexemes = _lex(text)
         self.entities = entities
+        self.inflected = inflected
         self.pos = 0
         self.depth = 0
 
@@ -281,10 +305,15 @@ class _Parser:
                 raise QueryError(close.column, "expected ')'")
             return replace(node, column=lex.column)
         if lex.kind in ("word", "phrase"):
-            return _words(lex, case_sensitive=False)
+            return _words(lex, case_sensitive=False, inflect=self.inflected)
         if lex.kind == "=":
             self.adjacent(lex, "a word or phrase after '='", ("word", "phrase"))
             return _words(self.advance(), case_sensitive=True)
+        if lex.kind == "~":
+            value = self.adjacent(lex, "a word or phrase after '~'", ("word", "phrase"))
+            if value.kind == "word" and value.text.endswith("*"):
+                raise QueryError(value.column, "'~' and '*' do not combine: a wildcard is exact")
+            return _words(self.advance(), case_sensitive=False, inflect=True)
         if lex.kind == "field":
             handler = FIELDS.get(lex.text.lower())
             if handler is None:
@@ -334,8 +363,11 @@ def _check_near_operand(node: Node) -> None:
         raise QueryError(node.column, message)
 
 
-def _words(lex: Lex, case_sensitive: bool) -> Term | Phrase:
-    """A bare word or quoted phrase, tokenised by the text rules."""
+def _words(lex: Lex, case_sensitive: bool, inflect: bool = False) -> Node:
+    """A bare word or quoted phrase, tokenised by the text rules; with ``inflect``, its forms.
+
+    A word with a ``*`` stays exact, as a case-sensitive one does.
+    """
     # Inside quotes `*` is just a separator, as every non-letter is in text.
     prefix = lex.kind == "word" and lex.text.endswith("*")
     stem = lex.text[:-1] if prefix else lex.text
@@ -349,10 +381,36 @@ def _words(lex: Lex, case_sensitive: bool) -> Term | Phrase:
         raise QueryError(lex.column, f"'*' must end a single word, not '{stem}'")
     if prefix and len(tokens[0].cased) < MIN_PREFIX:
         raise QueryError(lex.column, f"a wildcard needs at least {MIN_PREFIX} letters before '*'")
-    words = tuple(t.cased if case_sensitive else t.folded for t in tokens)
-    if len(words) == 1:
-        return Term(words[0], prefix, case_sensitive, column=lex.column)
-    return Phrase(words, case_sensitive, column=lex.column)
+    if case_sensitive or prefix or not inflect:
+        terms = [_term(t, prefix=prefix, case_sensitive=case_sensitive) for t in tokens]
+        if len(terms) == 1:
+            return replace(terms[0], column=lex.column)
+        return Phrase(tuple(terms), column=lex.column)
+    return _inflected(stem, tokens, lex.column, name=False)
+
+
+def _term(token: Token, *, prefix: bool = False, case_sensitive: bool = False) -> Term:
+    word = token.cased if case_sensitive else token.folded
+    return Term(word, prefix, case_sensitive)
+
+
+def _inflected(text: str, tokens: list[Token], column: int, *, name: bool) -> Node:
+    """The tokens of ``text`` with their forms: a term, a phrase, or (Korean) an OR of the
+    phrase and its words written together, as Korean writes compounds and names."""
+    raw = [text[t.start : t.end] for t in tokens]
+    forms = phrase_forms(raw, name=name)
+    terms = tuple(
+        Term(t.folded, forms=f, column=column) for t, f in zip(tokens, forms, strict=True)
+    )
+    if len(terms) == 1:
+        return terms[0]
+    phrase = Phrase(terms, column=column)
+    if all(script_of(word) == "hangul" for word in raw):
+        joined = "".join(raw)
+        together = Term(tokenize(joined)[0].folded, forms=phrase_forms([joined], name=name)[0],
+                        column=column)  # fmt: skip
+        return Or((phrase, together), column=column)
+    return phrase
 
 
 # Fields are `name:value`, no space after the colon. To add one (e.g. a `person:`
@@ -361,7 +419,7 @@ def _words(lex: Lex, case_sensitive: bool) -> Term | Phrase:
 
 def _title_field(parser: _Parser, lex: Lex) -> Node:
     expected = "a word, phrase, group or entity after 'title:'"
-    parser.adjacent(lex, expected, ("word", "phrase", "=", "(", "field"))
+    parser.adjacent(lex, expected, ("word", "phrase", "=", "~", "(", "field"))
     child = parser.primary()
     if isinstance(child, Source):
         raise QueryError(child.column, "title: cannot contain source:")
@@ -382,12 +440,63 @@ def _entity_field(parser: _Parser, lex: Lex) -> Node:
     entity = parser.entities.get(value.text)
     if entity is None:
         raise QueryError(value.column, f"entity '{value.text}' is not defined")
-    spellings = (tuple(t.folded for t in tokenize(name)) for name in entity.names)
-    # dict.fromkeys drops spellings that fold to the same tokens, keeping the order.
-    names = tuple(dict.fromkeys(Phrase(s, column=value.column) for s in spellings if s))
+    found: list[Phrase] = []
+    for name in entity.names:
+        try:
+            found.extend(name_phrases(name))
+        except QueryError as e:  # the watchlist check names the alias; a query names its column
+            raise QueryError(value.column, f"entity '{entity.id}': {name!r}: {e.message}") from e
+    # dict.fromkeys drops spellings that come to the same phrase, keeping the order.
+    names = tuple(dict.fromkeys(found))
     if not names:
         raise QueryError(value.column, f"entity '{value.text}' has no name with letters or digits")
     return EntityRef(entity.id, names, column=lex.column)
+
+
+@lru_cache(maxsize=65_536)
+def name_phrases(name: str) -> tuple[Phrase, ...]:
+    """The phrases an entity name or alias matches; ``QueryError`` (column in ``name``) if bad.
+
+    The name's tokens, with the forms its language gives a name (Korean
+    particles on the last word, Russian case endings on each), a word ending in
+    ``*`` as a prefix of at least ``MIN_PREFIX`` letters; then its variants: a
+    romanised Korean name in its other orders and joinings, a Korean name of
+    several words written together. A name with no letters gives ().
+    """
+    terms: list[Term] = []
+    raw: list[str] = []
+    for chunk in re.finditer(r"\S+", name):
+        text, column = chunk.group(), chunk.start() + 1
+        if "*" not in text:
+            tokens = tokenize(text)
+            terms.extend(_term(t) for t in tokens)
+            raw.extend(text[t.start : t.end] for t in tokens)
+            continue
+        if text.index("*") != len(text) - 1:
+            raise QueryError(column + text.index("*"), "'*' is only allowed at the end of a word")
+        tokens = tokenize(text[:-1])
+        if len(tokens) != 1:
+            raise QueryError(column, f"'*' must end a single word, not {text!r}")
+        if len(tokens[0].cased) < MIN_PREFIX:
+            raise QueryError(column, f"a wildcard needs at least {MIN_PREFIX} letters before '*'")
+        terms.append(_term(tokens[0], prefix=True))
+        raw.append("")  # a prefix takes no forms
+    if not terms:
+        return ()
+    forms = phrase_forms(raw, name=True)
+    words = tuple(
+        replace(term, forms=f) if f is not None and not term.prefix else term
+        for term, f in zip(terms, forms, strict=True)
+    )
+    phrases = [Phrase(words)]
+    if not any(term.prefix for term in terms):
+        plain = tuple(term.word for term in terms)
+        phrases += [Phrase(tuple(map(Term, v))) for v in romanised_variants(plain)]
+        if len(raw) > 1 and all(script_of(word) == "hangul" for word in raw):
+            joined = "".join(raw)
+            together = Term(tokenize(joined)[0].folded, forms=phrase_forms([joined], name=True)[0])
+            phrases.append(Phrase((together,)))
+    return tuple(phrases)
 
 
 def _scope_field(label: str) -> Callable[[_Parser, Lex], Node]:
@@ -396,7 +505,7 @@ def _scope_field(label: str) -> Callable[[_Parser, Lex], Node]:
     def handler(parser: _Parser, lex: Lex) -> Node:
         name = lex.text.lower()
         expected = f"a word, phrase, group or entity after '{name}:'"
-        parser.adjacent(lex, expected, ("word", "phrase", "=", "(", "field"))
+        parser.adjacent(lex, expected, ("word", "phrase", "=", "~", "(", "field"))
         child = parser.primary()
         for node in walk(child):
             if isinstance(node, Source | Title | Scope):

@@ -32,6 +32,8 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
+from monitor.languages import detect_language
+
 # A named-entity recogniser: text -> (start char, end char, label) per entity (monitor.nlp).
 Recognizer = Callable[[str], list[tuple[int, int, str]]]
 
@@ -353,6 +355,12 @@ class TokenizedText:
         while end < len(words) and words[end].startswith(prefix):
             end += 1
         return words[start:end]
+
+    @cached_property
+    def language(self) -> str | None:
+        """The text's language from its script (``monitor.languages``), unless one is set:
+        the matcher sets the source's ``language:`` when the config gives one."""
+        return detect_language(self.text)
 
     @cached_property
     def line_breaks(self) -> list[int]:

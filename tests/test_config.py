@@ -10,6 +10,7 @@ from hostile_rows import row
 
 from monitor.config import load_config
 from monitor.errors import ConfigError
+from monitor.query import Term
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -174,3 +175,56 @@ def test_rule_sources_must_exist(tmp_path: Path) -> None:
     """A rule's sources filter names configured sources only."""
     path = config_with(tmp_path, "{}\n", "rules:\n  - {id: a, query: Korea, sources: [wire]}\n")
     assert any("rules[0].sources[0]: unknown source 'wire'" in p for p in problems(path))
+
+
+def test_forms_setting_of_a_watchlist_and_its_rules(tmp_path: Path) -> None:
+    """forms: inflected on a watchlist applies to its rules; a rule may set its own."""
+    path = config_with(
+        tmp_path,
+        "{}\n",
+        "forms: inflected\n"
+        "rules:\n  - {id: a, query: report}\n  - {id: b, query: report, forms: exact}\n",
+    )
+    config = load_config(path, env={})
+    assert [r.forms for r in config.rules] == ["inflected", "exact"]
+    a, b = (config.queries[r] for r in ("a", "b"))
+    assert isinstance(a.root, Term) and a.root.forms is not None
+    assert isinstance(b.root, Term) and b.root.forms is None
+
+
+@pytest.mark.parametrize(
+    ("watchlist", "fragment"),
+    [
+        ("forms: stemmed\nrules: []\n", "w.yaml: forms: must be one of exact, inflected"),
+        ("rules:\n  - {id: a, query: x, forms: [exact]}\n", "rules[0].forms: expected a string"),
+        ("entities:\n  - {id: e, name: Lavrov, aliases: ['La*v']}\nrules: []\n",
+         "entities[0].aliases[0]: column 3: '*' is only allowed at the end of a word"),
+        ("entities:\n  - {id: e, name: 'La*', aliases: []}\nrules: []\n",
+         "entities[0].name: column 1: a wildcard needs at least 3 letters"),
+        ("entities:\n  - {id: e, name: Lavrov, aliases: ['U.S*']}\nrules: []\n",
+         "entities[0].aliases[0]: column 1: '*' must end a single word"),
+        ("entities:\n  - {id: e, name: Lavrov, aliases: ['--']}\nrules: []\n",
+         "entities[0].aliases[0]: '--' has no letters or digits"),
+    ],
+)  # fmt: skip
+def test_forms_and_name_errors_name_their_place(
+    tmp_path: Path, watchlist: str, fragment: str
+) -> None:
+    """A bad forms: value or a bad wildcard in an entity name is reported where it is written."""
+    path = config_with(tmp_path, "{}\n", watchlist)
+    assert any(fragment in p for p in problems(path)), problems(path)
+
+
+def test_source_language_setting(tmp_path: Path) -> None:
+    """A source's language: is a language tag (its primary subtag kept); others are errors."""
+    path = config_with(
+        tmp_path,
+        "sources:\n  feeds:\n    - {url: 'https://a.org/f', name: tass, language: ru-RU}\n"
+        "  folders:\n    - {name: seeds, path: ., language: ko}\n"
+        "    - {name: other, path: .}\n",
+    )
+    assert load_config(path, env={}).languages == {"tass": "ru", "seeds": "ko"}
+    bad = config_with(
+        tmp_path, "sources:\n  folders:\n    - {name: s, path: ., language: '日本'}\n"
+    )
+    assert any("sources.folders[0].language: must be a language code" in p for p in problems(bad))

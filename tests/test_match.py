@@ -17,8 +17,12 @@ from monitor.tokens import TokenizedText
 
 ENTITIES = {
     "matsegora": Entity(
-        "matsegora", "Alexander Matsegora", ("Matsegora", "Aleksandr Matsegora", "Park Byung-hwan")
+        "matsegora",
+        "Alexander Matsegora",
+        ("Matsegora", "Aleksandr Matsegora", "Park Byung-hwan", "Мацегора", "마체고라"),
     ),
+    "lavrov": Entity("lavrov", "Sergei Lavrov", ("Lavro*", "Сергей Лавров")),
+    "kim": Entity("kim", "김정은", ("Ким Чен Ын",)),
 }
 NFD_SAO_PAULO = unicodedata.normalize("NFD", "São Paulo")
 
@@ -105,6 +109,8 @@ CASES = [
         ["North Korea", "Russia"],
     ),
     ("NEAR no overlap", '"north korea" NEAR/3 korea', "North Korea", "", None),
+    ("NEAR needs two occurrences", "meth NEAR/3 meth", "Meth seized", "", None),
+    ("NEAR two occurrences", "meth NEAR/3 meth", "Meth and meth", "", ["Meth", "meth"]),
     (
         "NEAR other occurrence",
         '"north korea" NEAR/3 korea',
@@ -185,6 +191,45 @@ CASES = [
     ),
     ("entity: hyphen-insensitive", "entity:matsegora", "Park Byung Hwan", "", ["Park Byung Hwan"]),
     ("entity: absent", "entity:matsegora", "Lavrov", "", None),
+    (
+        "entity: romanised order",
+        "entity:matsegora",
+        "T",
+        "Byung-hwan Park said",
+        ["Byung-hwan Park"],
+    ),
+    (
+        "entity: romanised joined",
+        "entity:matsegora",
+        "T",
+        "Park Byunghwan said",
+        ["Park Byunghwan"],
+    ),
+    ("entity: Russian case", "entity:matsegora", "T", "встреча с Мацегорой", ["Мацегорой"]),
+    ("entity: Russian genitive", "entity:matsegora", "T", "слова Мацегоры", ["Мацегоры"]),
+    ("entity: Korean particle", "entity:matsegora", "T", "마체고라는 말했다", ["마체고라는"]),
+    ("entity: Korean subject", "entity:matsegora", "T", "마체고라가 밝혔다", ["마체고라가"]),
+    ("entity: Korean wrong particle", "entity:matsegora", "T", "마체고라이가", None),
+    ("entity: Korean name with particle", "entity:kim", "김정은이 방문", "", ["김정은이"]),
+    ("entity: Russian name, last word", "entity:kim", "T", "с Ким Чен Ыном", ["Ким Чен Ыном"]),
+    ("entity: alias wildcard", "entity:lavrov", "T", "Lavrov's aide", ["Lavrov"]),
+    ("entity: alias wildcard form", "entity:lavrov", "T", "Mrs Lavrova", ["Lavrova"]),
+    ("entity: Russian full name", "entity:lavrov", "T", "Сергея Лаврова", ["Сергея Лаврова"]),
+    # ~word: the word's inflected forms in the article's language
+    ("~word", "~report", "T", "The panel reported", ["reported"]),
+    ("~word plural", "~weapon", "Weapons shipped", "", ["Weapons"]),
+    ("~word lemmatised", "~talks", "T", "They talked", ["talked"]),
+    ("~word irregular", "~freeze", "T", "funds frozen in 2017", ["frozen"]),
+    ("~word not derived", "~report", "T", "The reporter said", None),
+    ("~word exact form too", "~report", "T", "a report", ["report"]),
+    ("~phrase", '~"sanctions committee"', "T", "sanction committees met", ["sanction committees"]),
+    ("~ in NEAR", "~export NEAR/3 ~weapon", "T", "exporting weapons", ["exporting", "weapons"]),
+    ("~ in title:", "title:~visit", "Putin visited", "", ["visited"]),
+    ("~word Russian", "~доклад", "T", "в докладе комитета", ["докладе"]),
+    ("~word Korean particle", "~보고서", "T", "보고서를 발표했다", ["보고서를"]),
+    ("~word Korean verb", "~수출", "T", "무기를 수출했다", ["수출했다"]),
+    ("~phrase Korean", '~"제재 위원회"', "T", "제재 위원회는 밝혔다", ["제재 위원회는"]),
+    ("~phrase Korean together", '~"제재 위원회"', "T", "제재위원회는 밝혔다", ["제재위원회는"]),
     (
         "entity: NEAR",
         "entity:matsegora NEAR/2 embassy",
@@ -407,3 +452,23 @@ def test_a_true_query_always_reports_a_span(queries: list[str], body: list[str])
         return
     found = evaluate(query, TokenizedText.from_parts("Kim", "\n".join(body)), "yonhap")
     assert found is None or len(found) > 0
+
+
+def test_forms_apply_in_the_articles_language_only() -> None:
+    """~report finds "reported" in an English story, not in one its source declares German."""
+    rule = Rule("r", "r", "~report", ())
+    matcher = Matcher([rule], {"r": parse_query("~report")}, languages={"de-wire": "de"})
+    text = ("Bericht", "Der Ausschuss reported nichts")
+    assert matcher.match(Article("wire", "k", *text, None, None, NOW))
+    assert not matcher.match(Article("de-wire", "k", *text, None, None, NOW))
+    exact = Matcher([rule], {"r": parse_query("reported")}, languages={"de-wire": "de"})
+    assert exact.match(Article("de-wire", "k", *text, None, None, NOW))
+
+
+def test_inflected_mode_keeps_case_sensitive_and_wildcard_words_exact() -> None:
+    """In forms: inflected, =word and word* match as written while bare words inflect."""
+    query = parse_query("=UN AND sanction* AND report", forms="inflected")
+    found = evaluate(query, TokenizedText.from_parts("T", "The UN sanctions panel reported"), "s")
+    assert found is not None and [m.text for m in found] == ["UN", "sanctions", "reported"]
+    lower = TokenizedText.from_parts("T", "the un sanctions panel reported")
+    assert evaluate(query, lower, "s") is None  # =UN stays case-sensitive

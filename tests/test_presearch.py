@@ -9,7 +9,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from test_match import CASES, ENTITIES
 
-from monitor.domain import Article, Rule
+from monitor.domain import Article, Entity, Rule
 from monitor.errors import QueryError
 from monitor.match import Matcher, match_article
 from monitor.presearch import PresearchIndex, required_keys
@@ -18,8 +18,17 @@ from monitor.query import Not, Or, Query, Source, Term, parse_query
 NOW = datetime(2024, 6, 19, tzinfo=UTC)
 
 
+# Latin names only, so the keys are few enough to list (test_match's entities add Korean
+# and Russian names, whose forms are keys too).
+KEY_ENTITIES = {
+    "matsegora": Entity(
+        "matsegora", "Alexander Matsegora", ("Matsegora", "Aleksandr Matsegora", "Park Byung-hwan")
+    ),
+}
+
+
 def keys(query: str) -> set[tuple[bool, str]] | None:
-    found = required_keys(parse_query(query, ENTITIES).root)
+    found = required_keys(parse_query(query, KEY_ENTITIES).root)
     return None if found is None else set(found)
 
 
@@ -39,7 +48,11 @@ def keys(query: str) -> set[tuple[bool, str]] | None:
         ("korea NEAR/3 lavrov", {(False, "lavrov")}),
         (
             "entity:matsegora",
-            {(False, "alexander"), (False, "matsegora"), (False, "aleksandr"), (False, "byung")},
+            # "Park Byung-hwan" is also written "Park Byunghwan" (a romanised variant)
+            {
+                *((False, w) for w in ("alexander", "matsegora", "aleksandr", "byung")),
+                (False, "byunghwan"),
+            },
         ),
         ("(kim NOT putin) OR xi", {(False, "kim"), (False, "xi")}),
         ("person:kim", {(False, "kim")}),
@@ -150,6 +163,64 @@ def test_index_agrees_with_evaluating_every_rule(
     item = article(title, body, source)
     matcher = Matcher([r for r, _ in rules], {r.id: q for r, q in rules})
     assert matcher.match(item) == match_article(rules, item)
+
+
+# Word forms: ~words and inflected mode, Russian and Korean words and names, and texts that
+# hold their forms, in articles whose declared language decides where forms apply.
+FORM_WORDS = ["report", "reports", "visit", "weapon", "доклад", "Мацегора", "보고서", "북한"]
+FORM_LEAVES = [*FORM_WORDS, *(f"~{w}" for w in FORM_WORDS), "=US", "visit*", "entity:kim",
+               '~"north korea"', '"sanctions committee"', '~"제재 위원회"', "entity:matsegora",
+               "entity:lavrov"]  # fmt: skip
+FORM_TEXT_WORDS = [*FORM_WORDS, "reported", "visited", "weapons", "докладе", "Мацегоры",
+                   "보고서를", "북한이", "제재위원회는", "제재", "위원회는", "North", "Korea",
+                   "sanction", "committees", "Lavrova", "Ким", "Чен", "Ыном", "김정은이",
+                   "the"]  # fmt: skip
+FORM_TEXTS = st.lists(
+    st.tuples(st.sampled_from(FORM_TEXT_WORDS), st.sampled_from(SEPARATORS)).map("".join),
+    max_size=20,
+).map("".join)
+
+
+def _combine_forms(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    operand = st.sampled_from(FORM_LEAVES)
+    return st.one_of(
+        st.tuples(children, children).map(lambda p: f"({p[0]} AND {p[1]})"),
+        st.tuples(children, children).map(lambda p: f"({p[0]} OR {p[1]})"),
+        st.tuples(children, children).map(lambda p: f"({p[0]} NOT {p[1]})"),
+        st.tuples(operand, st.sampled_from(NEAR_OPS), operand).map(" ".join),
+        children.map(lambda c: f"title:({c})"),
+    )
+
+
+FORM_QUERIES = st.recursive(st.sampled_from(FORM_LEAVES), _combine_forms, max_leaves=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(FORM_QUERIES, st.sampled_from(["exact", "inflected"])), min_size=1,
+             max_size=8),
+    FORM_TEXTS,
+    FORM_TEXTS,
+    st.sampled_from([None, "en", "ru", "ko", "de"]),
+)  # fmt: skip
+def test_index_agrees_with_every_rule_with_word_forms(
+    queries: list[tuple[str, str]], title: str, body: str, language: str | None
+) -> None:
+    """With word forms on, in any declared language, the index gives every rule's hits."""
+    rules: list[Rule] = []
+    parsed: dict[str, Query] = {}
+    for i, (text, forms) in enumerate(queries):
+        try:
+            parsed[f"r{i}"] = parse_query(text, ENTITIES, forms=forms)  # type: ignore[arg-type]
+        except QueryError:
+            continue
+        rules.append(Rule(f"r{i}", "t", text, ()))
+    assume(rules)
+    item = article(title, body, "wire")
+    languages = {"wire": language} if language else {}
+    indexed = Matcher(rules, parsed, languages=languages)
+    every = Matcher(rules, parsed, languages=languages, use_index=False)
+    assert indexed.match(item) == every.match(item)
 
 
 def test_wildcard_answers_are_remembered_within_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.domain import Entity
+from monitor.domain import FORMS_MODES, Entity
 from monitor.errors import QueryError
 from monitor.query import (
     And,
@@ -31,9 +31,9 @@ ENTITIES = {
 MATSEGORA = EntityRef(
     "matsegora",
     (
-        Phrase(("alexander", "matsegora")),
-        Phrase(("matsegora",)),
-        Phrase(("aleksandr", "matsegora")),
+        Phrase((Term("alexander"), Term("matsegora"))),
+        Phrase((Term("matsegora"),)),
+        Phrase((Term("aleksandr"), Term("matsegora"))),
     ),
 )
 
@@ -43,7 +43,7 @@ def t(word: str, prefix: bool = False, case_sensitive: bool = False) -> Term:
 
 
 def p(*words: str, case_sensitive: bool = False) -> Phrase:
-    return Phrase(words, case_sensitive)
+    return Phrase(tuple(Term(w, case_sensitive=case_sensitive) for w in words))
 
 
 def near(left: Node, right: Node, kind: str = "n", distance: int | None = None) -> Near:
@@ -178,6 +178,14 @@ ERRORS = [
     ("(" * 101 + "a" + ")" * 101, 101, "nests deeper than 100 levels"),
     ("NOT " * 101 + "a", 401, "nests deeper than 100 levels"),
     ("a " * 5001, 10001, "longer than 10000 characters"),
+    # ~ takes a word or a phrase, and no wildcard
+    ("~", 2, "expected a word or phrase after '~'"),
+    ("~ report", 2, "expected a word or phrase after '~'"),
+    ("~(a OR b)", 2, "expected a word or phrase after '~'"),
+    ("~=report", 2, "expected a word or phrase after '~'"),
+    ("=~report", 2, "expected a word or phrase after '='"),
+    ("~visit*", 2, "'~' and '*' do not combine"),
+    ("~entity:matsegora", 2, "expected a word or phrase after '~'"),
 ]
 
 
@@ -188,6 +196,60 @@ def test_parse_error(text: str, column: int, message: str) -> None:
         parse_query(text, ENTITIES)
     assert raised.value.column == column
     assert message in raised.value.message
+
+
+def forms_of(node: Node) -> set[str] | None:
+    """The forms a parsed term carries, None when it is exact."""
+    assert isinstance(node, Term)
+    return None if node.forms is None else set(node.forms.words)
+
+
+def test_tilde_word_carries_its_forms() -> None:
+    """~report is one term whose forms are report, reports, reported, reporting."""
+    assert forms_of(parse_query("~report").root) == {"report", "reports", "reported", "reporting"}
+    assert forms_of(parse_query("report").root) is None
+
+
+def test_tilde_inside_a_word_is_a_separator() -> None:
+    """Only where a lexeme starts is ~ an operator: in a word it separates tokens as before."""
+    assert parse_query("a~b").root == p("a", "b")
+
+
+def test_tilde_phrase_gives_every_word_its_forms() -> None:
+    """~"sanctions committee" is a phrase whose words each match their forms."""
+    root = parse_query('~"sanctions committee"').root
+    assert isinstance(root, Phrase)
+    assert [sorted(forms_of(w) or ()) for w in root.words] == [
+        ["sanction", "sanctioned", "sanctioning", "sanctions"],
+        ["committee", "committees"],
+    ]
+
+
+def test_inflected_mode_turns_bare_words_into_forms_only() -> None:
+    """forms="inflected": bare words and phrases inflect; =word, word* and entities do not."""
+    root = parse_query('report "arms sales" =US visit* entity:matsegora', ENTITIES,
+                       forms="inflected").root  # fmt: skip
+    assert isinstance(root, And)
+    report, sales, us, visit, entity = root.children
+    assert forms_of(report) == {"report", "reports", "reported", "reporting"}
+    assert isinstance(sales, Phrase) and all(w.forms for w in sales.words)
+    assert forms_of(us) is None and forms_of(visit) is None
+    assert entity == MATSEGORA
+    assert parse_query("report", forms="exact").root == t("report")
+
+
+def test_word_without_other_forms_stays_a_plain_term() -> None:
+    """A word with no other forms (a short unknown word) parses to the same exact term."""
+    assert parse_query("~xq").root == t("xq")
+
+
+def test_korean_phrase_also_matches_its_words_written_together() -> None:
+    """~"제재 위원회" is the phrase or the compound 제재위원회, each with its particles."""
+    root = parse_query('~"제재 위원회"').root
+    assert isinstance(root, Or)
+    phrase, together = root.children
+    assert isinstance(phrase, Phrase) and isinstance(together, Term)
+    assert together.forms is not None and together.word in together.forms.words
 
 
 def test_deep_but_allowed_nesting_parses() -> None:
@@ -218,11 +280,16 @@ def test_query_says_what_nlp_it_needs(text: str, sentences: bool, paragraphs: bo
     assert (query.needs_sentences, query.needs_paragraphs) == (sentences, paragraphs)
 
 
+# The word-form lexicons load on first use: load them before any Hypothesis deadline counts.
+parse_query('~report ~доклад ~보고 "Ким Чен Ын"')
+
+
 def _outcome(text: str) -> None:
-    try:
-        parse_query(text, ENTITIES)
-    except QueryError as e:
-        assert 1 <= e.column <= len(text) + 1
+    for forms in FORMS_MODES:
+        try:
+            parse_query(text, ENTITIES, forms=forms)
+        except QueryError as e:
+            assert 1 <= e.column <= len(text) + 1
 
 
 @settings(max_examples=500)
@@ -233,7 +300,8 @@ def test_parser_never_crashes_on_any_text(text: str) -> None:
 
 
 PIECES = [
-    "a", "kim", "visit*", "ab*", "AND", "OR", "NOT", "(", ")", '"', '"north korea"', "=", "=US",
+    "a", "kim", "~", "~report", '~"north korea"', "visit*", "ab*", "AND", "OR", "NOT", "(", ")",
+    '"', '"north korea"', "=", "=US",
     "NEAR/2", "ONEAR/1", "NEAR/S", "NEAR/P", "NEAR", "title:", "source:", "source:x",
     "entity:matsegora", "entity:", "foo:", "*", "-", "é", " ",
 ]  # fmt: skip

@@ -36,6 +36,7 @@ from monitor.config.watchlists import (
     _load_watchlists,
 )
 from monitor.errors import ConfigError
+from monitor.languages import LANGUAGE_CODE, primary
 from monitor.units import parse_duration, parse_size
 
 
@@ -190,7 +191,7 @@ class _Builder:
         for place, item in _items(self.c, raw.get("feeds"), "sources.feeds"):
             feed = self.c.mapping(
                 item, place, {"name": False, "url": True, "interval": False, "allow_private": False,
-                              "full_text": False},
+                              "full_text": False, "language": False},
             )  # fmt: skip
             url = self.c.string(feed.get("url", ""), f"{place}.url")
             if url and not re.match(r"^https?://[^\s/]+", url):
@@ -209,10 +210,11 @@ class _Builder:
             if allow is not None:
                 allow = self.c.boolean(allow, f"{place}.allow_private")
             full_text = self.c.boolean(feed.get("full_text", False), f"{place}.full_text")
-            feeds.append(FeedConfig(name, url, interval, allow, full_text))
+            language = self.language(feed.get("language"), place)
+            feeds.append(FeedConfig(name, url, interval, allow, full_text, language))
         folders = []
         allowed = {"name": True, "path": True, "patterns": False, "interval": False,
-                   "max_file_size": False}  # fmt: skip
+                   "max_file_size": False, "language": False}  # fmt: skip
         for place, item in _items(self.c, raw.get("folders"), "sources.folders"):
             folder = self.c.mapping(item, place, allowed)
             name = self.source_name(folder.get("name", ""), place, names)
@@ -229,8 +231,20 @@ class _Builder:
             cap = self.c.convert(
                 folder.get("max_file_size", "5MiB"), f"{place}.max_file_size", parse_size, 5 << 20
             )
-            folders.append(FolderConfig(name, path, patterns, interval, cap))
+            language = self.language(folder.get("language"), place)
+            folders.append(FolderConfig(name, path, patterns, interval, cap, language))
         return tuple(feeds), tuple(folders)
+
+    def language(self, value: Any, place: str) -> str | None:
+        """A source's ``language:``: a language tag (``en``, ``ru``, ``ko``, ``en-GB``)."""
+        if value is None:
+            return None
+        text = self.c.string(value, f"{place}.language")
+        if not LANGUAGE_CODE.match(text):
+            self.c.problem(f"{place}.language", f"must be a language code such as en, ru or ko, "
+                                                f"got {text!r}")  # fmt: skip
+            return None
+        return primary(text)
 
     def source_name(self, value: Any, place: str, names: set[str]) -> str:
         name = self.c.string(value, f"{place}.name", pattern=re.compile(r"^[\w.\-]+$"))

@@ -28,6 +28,7 @@ class FeedConfig:
     interval: timedelta | None  # None: adaptive within [fetch.min_interval, defaults.interval]
     allow_private: bool | None = None  # None: fetch.allow_private_networks decides
     full_text: bool = False  # fetch each new item's page for its main text (issue #3 item 6)
+    language: str | None = None  # its articles' language; None: told by their script
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class FolderConfig:
     patterns: tuple[str, ...] = DEFAULT_PATTERNS
     interval: timedelta = timedelta(seconds=1)
     max_file_size: int = 5 * 1024 * 1024
+    language: str | None = None  # its articles' language; None: told by their script
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,12 @@ class Config:
     @property
     def source_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.feeds) + tuple(f.name for f in self.folders)
+
+    @property
+    def languages(self) -> dict[str, str]:
+        """Source name -> the language its ``language:`` setting gives, for those that have one."""
+        sources: list[FeedConfig | FolderConfig] = [*self.feeds, *self.folders]
+        return {s.name: s.language for s in sources if s.language is not None}
 
     def sink(self, name: str) -> SinkConfig:
         return next(s for s in self.sinks if s.name == name)

@@ -17,9 +17,9 @@ from monitor.config.checker import (
 from monitor.config.model import (
     ID_PATTERN,
 )
-from monitor.domain import Entity, Example, Rule, Severity
+from monitor.domain import FORMS_MODES, Entity, Example, FormsMode, Rule, Severity
 from monitor.errors import QueryError
-from monitor.query import Query, parse_query
+from monitor.query import Query, name_phrases, parse_query
 from monitor.units import parse_duration
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 _RULE_KEYS = {
     "id": True, "title": False, "query": True, "notify": False, "sources": False,
     "tags": False, "severity": False, "enabled": False, "examples": False,
-    "realert": False,
+    "realert": False, "forms": False,
 }  # fmt: skip
 _ENTITY_KEYS = {"id": True, "name": True, "aliases": False}
 
@@ -59,9 +59,10 @@ def _load_watchlists(
         raw = _read_yaml(path, c)
         if raw is None:
             continue
-        docs.append((shown, c, c.mapping(raw, "", {"entities": False, "rules": False})))
+        doc = c.mapping(raw, "", {"entities": False, "rules": False, "forms": False})
+        docs.append((shown, c, doc, _forms(c, doc.get("forms"), "forms", "exact")))
     entities: dict[str, Entity] = {}
-    for _shown, c, doc in docs:
+    for _shown, c, doc, _mode in docs:
         for place, item in _items(c, doc.get("entities"), "entities"):
             entity = _entity(c, item, place)
             if entity and entity.id in entities:
@@ -70,9 +71,9 @@ def _load_watchlists(
                 entities[entity.id] = entity
     rules: dict[str, Rule] = {}
     queries: dict[str, Query] = {}
-    for shown, c, doc in docs:
+    for shown, c, doc, mode in docs:
         for place, item in _items(c, doc.get("rules"), "rules"):
-            rule = _rule(c, item, place, shown, notify, sinks, sources)
+            rule = _rule(c, item, place, shown, notify, sinks, sources, mode)
             if rule is not None and isinstance(item, dict) and "examples" in item:
                 examples = _examples(c, item["examples"], f"{place}.examples", path_of[shown])
                 rule = replace(rule, examples=examples)
@@ -84,7 +85,7 @@ def _load_watchlists(
                 )
                 continue
             try:
-                queries[rule.id] = parse_query(rule.query, entities)
+                queries[rule.id] = parse_query(rule.query, entities, forms=rule.forms)
             except QueryError as e:
                 c.problem(f"{place}.query", str(e))
             rules[rule.id] = rule
@@ -96,16 +97,34 @@ def _entity(c: _Checker, item: Any, place: str) -> Entity | None:
     if not raw.get("id") or not raw.get("name"):
         return None
     ident = c.string(raw["id"], f"{place}.id", pattern=ID_PATTERN)
-    return Entity(
-        ident,
-        c.string(raw["name"], f"{place}.name"),
-        c.strings(raw.get("aliases", []), f"{place}.aliases"),
-    )
+    name = c.string(raw["name"], f"{place}.name")
+    aliases = c.strings(raw.get("aliases", []), f"{place}.aliases")
+    # A name is checked where it is written, so a bad alias is named, not each rule using it.
+    for where, text in [(f"{place}.name", name), *((f"{place}.aliases[{i}]", a)
+                                                   for i, a in enumerate(aliases))]:  # fmt: skip
+        try:
+            if not name_phrases(text):
+                c.problem(where, f"{text!r} has no letters or digits")
+        except QueryError as e:
+            c.problem(where, str(e))
+    return Entity(ident, name, aliases)
+
+
+def _forms(c: _Checker, value: Any, place: str, default: FormsMode) -> FormsMode:
+    """``forms: exact | inflected``: whether bare words match their inflected forms."""
+    if value is None:
+        return default
+    text = c.string(value, place)
+    for mode in FORMS_MODES:
+        if text == mode:
+            return mode
+    c.problem(place, f"must be one of {', '.join(FORMS_MODES)}, got {text!r}")
+    return default
 
 
 def _rule(
     c: _Checker, item: Any, place: str, file: str,
-    notify: tuple[str, ...], sinks: set[str], sources: set[str],
+    notify: tuple[str, ...], sinks: set[str], sources: set[str], forms: FormsMode,
 ) -> Rule | None:  # fmt: skip
     raw = c.mapping(item, place, _RULE_KEYS)
     if not raw.get("id") or raw.get("query") is None:
@@ -133,6 +152,7 @@ def _rule(
         severity=Severity(severity),
         enabled=c.boolean(raw.get("enabled", True), f"{place}.enabled"),
         file=file,
+        forms=_forms(c, raw.get("forms"), f"{place}.forms", forms),
         realert=(
             c.convert(raw["realert"], f"{place}.realert", parse_duration, None)
             if raw.get("realert") is not None
