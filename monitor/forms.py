@@ -31,6 +31,7 @@ labelled words (tests/word_forms.yaml).
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from dataclasses import dataclass
@@ -111,6 +112,8 @@ _morph_lock = threading.Lock()
 def _analyzer() -> Any:
     import pymorphy3  # deferred: ~25 MiB of dictionary, only for rules with Cyrillic words
 
+    # It logs two INFO lines per load ("Loading dictionaries from ..."): not news to a user.
+    logging.getLogger("pymorphy3").setLevel(logging.WARNING)
     return pymorphy3.MorphAnalyzer()
 
 
