@@ -23,8 +23,9 @@ from datetime import UTC, datetime
 
 from monitor.domain import Article
 from monitor.sources.fetch import Fetcher
-from monitor.sources.fulltext import add_full_text, extract_main_text
+from monitor.sources.fulltext import add_full_text
 from monitor.sources.normalise import html_to_text
+from monitor.sources.pagetext import extract_main_text
 
 
 def make_page(n: int) -> bytes:
@@ -74,7 +75,7 @@ def main() -> None:
     naive = [html_to_text(body.decode()) for body in pages.values()]
     naive_s = time.perf_counter() - started
     started = time.perf_counter()
-    main_text = [extract_main_text("bench", body) for body in pages.values()]
+    main_text = [extract_main_text("bench", body).text for body in pages.values()]
     extract_s = time.perf_counter() - started
     print(f"pages: {len(pages)} of {size / 1024:.1f} KiB")
     print(f"naive nh3 whole-page text: {naive_s * 1000 / len(pages):.2f} ms/page, "

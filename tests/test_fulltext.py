@@ -17,11 +17,11 @@ from sqlalchemy import text
 from flows import Clock
 from monitor.config import load_config
 from monitor.domain import Article
-from monitor.errors import ConfigError, SourceError
+from monitor.errors import ConfigError
 from monitor.pipeline import Pipeline
 from monitor.sinks.console import ConsoleSink
 from monitor.sources.fetch import Fetcher
-from monitor.sources.fulltext import add_full_text, extract_main_text
+from monitor.sources.fulltext import add_full_text
 from monitor.store import Store
 
 # The rule's word appears only in the article pages, never in the feed.
@@ -183,17 +183,6 @@ def test_a_shorter_page_text_keeps_the_summary(server: FeedServer) -> None:
         assert out.body == summary and server.counts["/a/1"] == 1
     finally:
         fetcher.close()
-
-
-@pytest.mark.parametrize(
-    ("html", "reason"),
-    [(b"", "empty_page"), (b"   ", "empty_page"), (b"<html><body></body></html>", "no_main_text")],
-)
-def test_extract_errors_are_source_errors(html: bytes, reason: str) -> None:
-    """An empty page or one without main text is this page's SourceError with a stable reason."""
-    with pytest.raises(SourceError) as caught:
-        extract_main_text("wire", html)
-    assert caught.value.reason == reason
 
 
 def test_a_non_html_page_keeps_the_summary(server: FeedServer) -> None:

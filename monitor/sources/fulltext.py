@@ -8,8 +8,9 @@ articles, each whose page gave a longer text carrying that text as its body.
 
 - Pages go through the feed's own ``Fetcher``: the same total deadline, size
   cap, redirect limit and SSRF check as the feed (G1, G2).
-- trafilatura only ever sees the bytes we fetched; we never call its
-  ``fetch_url`` (it would bypass every one of those bounds).
+- The main text is ``pagetext.extract_main_text``'s, the same reading a
+  watched folder's ``.html`` files get; trafilatura only ever sees the bytes
+  we fetched.
 - At most ``MAX_PAGES_PER_POLL`` pages per poll: a feed that suddenly lists
   1,000 new items must not hold its worker for 1,000 page fetches. The rest
   keep their summaries (a newly seen item is stored once, so they never get
@@ -25,13 +26,11 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
-import trafilatura
-from lxml.etree import LxmlError
-
 from monitor.domain import Article
 from monitor.errors import SourceError
 from monitor.sources.fetch import Fetcher
 from monitor.sources.normalise import MAX_BODY, clean_text
+from monitor.sources.pagetext import extract_main_text
 
 log = logging.getLogger("monitor.sources.fulltext")
 
@@ -93,23 +92,7 @@ def page_text(fetcher: Fetcher, source: str, url: str, allow_private: bool | Non
     kind = result.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind and kind not in HTML_TYPES:
         raise SourceError(source, "not_html", kind[:100])
-    return extract_main_text(source, result.body)
-
-
-def extract_main_text(source: str, html: bytes) -> str:
-    """trafilatura's main text of ``html`` (bytes: it detects the charset), cleaned and capped."""
-    if not html.strip():
-        raise SourceError(source, "empty_page")
-    try:
-        # Offline by construction: extract() parses the given document only. Comments and
-        # tables are left out: they are not the story and would match rules by accident.
-        text = trafilatura.extract(
-            html, include_comments=False, include_tables=False, include_images=False
-        )
-    # trafilatura and lxml raise a zoo of types on hostile markup (ValueError, lxml's
-    # ParserError, RecursionError on deep nesting); each is this page's error, nothing more.
-    except (ValueError, TypeError, LookupError, RecursionError, LxmlError) as e:
-        raise SourceError(source, "extract_error", f"{type(e).__name__}: {e}"[:200]) from e
-    if not text or not text.strip():
-        raise SourceError(source, "no_main_text")
+    # Bytes, not text: trafilatura detects the page's charset (a feed's pages are not
+    # all UTF-8, and the HTTP header is often missing or wrong).
+    text = extract_main_text(source, result.body).text
     return clean_text(text).strip()[:MAX_BODY]
