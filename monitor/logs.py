@@ -57,6 +57,10 @@ def setup_logging(fmt: str = "text", verbose: bool = False) -> None:
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per migration is noise
     logging.getLogger("httpx").setLevel(logging.WARNING)  # we log each fetch ourselves
+    # trafilatura logs its verdict on a page ("discarding data", "not valid HTML") at
+    # WARNING and ERROR, without the source or file; the folder and full-text steps log
+    # one line per page that had no main text, with source, path and reason.
+    logging.getLogger("trafilatura").setLevel(logging.CRITICAL)
     # APScheduler logs every job run, and a warning whenever a tick is still running when
     # the next is due (expected: ticks coalesce); our ticks log their own events.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
