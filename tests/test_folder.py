@@ -114,26 +114,6 @@ def test_md_setext_underline_is_not_body(tmp_path: Path) -> None:
     assert (a.title, a.body) == ("Envoy returns", "Body text.")
 
 
-def test_html_title_and_visible_paragraphs(tmp_path: Path) -> None:
-    """.html: <title> is the title; visible text one block per line; script, style, head out."""
-    page = """<!doctype html><html><head><title> Summit &amp; talks </title>
-      <style>p { color: red }</style><script>var x = "<p>hidden</p>";</script>
-      <meta name="description" content="not body"></head>
-      <body><h1>Summit &amp; talks</h1><p>First <b>bold</b>
-      paragraph.</p><div>Second<br>line</div><noscript>Enable JS</noscript>
-      <ul><li>one</li><li>two</li></ul><script>alert(1)</script></body></html>"""
-    a = one(put(tmp_path / "a.html", page))
-    assert a.title == "Summit & talks"
-    assert a.body.split("\n") == ["First bold paragraph.", "Second", "line", "one", "two"]
-
-
-def test_html_first_h1_is_title_without_title_tag(tmp_path: Path) -> None:
-    """.htm: with no <title>, the first <h1> is the title and is not repeated in the body."""
-    page = "<body><h1>Main <i>headline</i></h1><p>Text.</p><h1>Second</h1></body>"
-    a = one(put(tmp_path / "a.htm", page))
-    assert (a.title, a.body) == ("Main headline", "Text.\nSecond")
-
-
 def test_html_malformed_marked_section_is_bad_html(tmp_path: Path) -> None:
     """.html that makes the stdlib parser assert is refused as ``bad_html``, not a crash."""
     assert reason_of(put(tmp_path / "a.html", "<p>x</p><![foo bar]>")) == "bad_html"

@@ -1,8 +1,9 @@
 """File formats of the folder source: bytes -> (title, body, url, published_at) records.
 
 ``.txt``/``.md``: the first non-empty line is the title (a leading ``# `` stripped);
-``.html``/``.htm``: ``<title>`` (else the first ``<h1>``) and the visible text, one
-paragraph per line; ``.json``: an object or a list of objects with ``title``,
+``.html``/``.htm``: the page's title and main text (``pagetext``, the reading feeds'
+article pages get), or its visible text, one block per line, only when there is no
+main text; ``.json``: an object or a list of objects with ``title``,
 ``text`` (or ``content``/``body``), and optional ``url`` and ``published_at``.
 Text is cleaned of what must not reach storage and capped (G4).
 """
@@ -19,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from monitor.errors import SourceError
+from monitor.sources.pagetext import extract_main_text
 
 log = logging.getLogger("monitor.sources.formats")
 
@@ -184,6 +186,22 @@ class _HtmlText(HTMLParser):
 
 
 def parse_html(text: str, source: str, path: str) -> Record:
+    """The page's title and main text; its visible text when it has no main text."""
+    try:
+        page = extract_main_text(source, text)
+    except SourceError as e:
+        log.warning("html read as visible text source=%s path=%r reason=%s",
+                    source, path, e.reason)  # fmt: skip
+        title, lines = visible_text(text, source, path)
+    else:
+        title, lines = page.title, page.text.split("\n")
+    if lines and " ".join(lines[0].split()) == title:  # the headline is the title, not body
+        lines = lines[1:]
+    return title, "\n".join(lines), None, None
+
+
+def visible_text(text: str, source: str, path: str) -> tuple[str, list[str]]:
+    """``<title>`` (else the first ``<h1>``) and the visible text, one block per line."""
     parser = _HtmlText()
     try:
         parser.feed(text)
@@ -191,9 +209,7 @@ def parse_html(text: str, source: str, path: str) -> Record:
     except AssertionError as e:  # _markupbase asserts on "<![foo ...]>" (CPython 3.11)
         raise SourceError(source, "bad_html", f"{path!r}: {e}") from e
     parser._break()
-    title = " ".join((parser.title or parser.h1 or "").split())
-    lines = parser.lines[1:] if parser.lines[:1] == [title] else parser.lines
-    return title, "\n".join(lines), None, None
+    return " ".join((parser.title or parser.h1 or "").split()), parser.lines
 
 
 # --- walking and scanning ---------------------------------------------------
