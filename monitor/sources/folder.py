@@ -70,8 +70,8 @@ def read_file(
         records = parse_json(text, source, name, fetched_at)
     elif suffix in (".html", ".htm"):
         records = [parse_html(text, source, name)]
-    else:
-        records = [(*parse_text(text), None, None)]
+    else:  # line breaks normalised first: the paragraph rule reads blank lines
+        records = [(*parse_text(clean(text)), None, None)]
     articles: dict[str, Article] = {}  # identical objects in one file are one article
     for title, body, url, published_at in records:
         title = cap_title(title)

@@ -1,10 +1,18 @@
-"""File formats of the folder source: bytes -> (title, body, url, published_at) records.
+"""File formats of the folder source: text -> (title, body, url, published_at) records.
 
-``.txt``/``.md``: the first non-empty line is the title (a leading ``# `` stripped);
-``.html``/``.htm``: the page's title and main text (``pagetext``, the reading feeds'
-article pages get), or its visible text, one block per line, only when there is no
-main text; ``.json``: an object or a list of objects with ``title``,
-``text`` (or ``content``/``body``), and optional ``url`` and ``published_at``.
+What a rule sees of a file is the article's own text, one paragraph per line (the
+query language's ``NEAR/P`` and ``NEAR/S`` split paragraphs at line breaks):
+
+- ``.txt``, ``.md`` (and any other name): the first non-empty line is the title (a
+  leading ``# `` stripped), the rest is plain text (``plain_paragraphs``): where it has
+  blank lines they separate paragraphs and a single line break is a soft wrap, else
+  each line is a paragraph;
+- ``.html``/``.htm``: the page's title and main text (``pagetext``, the reading
+  feeds' article pages get); its visible text, one block per line, only when there
+  is no main text;
+- ``.json``: an object or a list of objects with ``title``, ``text`` (or
+  ``content``/``body``, read as plain text), and optional ``url`` and ``published_at``.
+
 Text is cleaned of what must not reach storage and capped (G4).
 """
 
@@ -34,6 +42,8 @@ _CONTROLS = dict.fromkeys(c for c in range(32) if c not in (9, 10))
 _SURROGATES = re.compile("[\ud800-\udfff]")
 _HEADING = re.compile(r"#{1,6}\s+")
 _SETEXT = re.compile(r"\s*(=+|-+)\s*")
+# A blank line: nothing but spaces (any Unicode space but a line break) between two breaks.
+_BLANK_LINES = re.compile(r"\n(?:[^\S\n]*\n)+")
 _SNIFF_BYTES = 8192
 # Binary: over 5 % control bytes in the first 8 KiB (and more than a few stray ones).
 _BINARY_RATIO, _BINARY_MIN = 0.05, 16
@@ -64,22 +74,54 @@ def cap_body(body: str) -> str:
     return body if len(raw) <= MAX_BODY_BYTES else raw[:MAX_BODY_BYTES].decode("utf-8", "ignore")
 
 
-# --- formats ----------------------------------------------------------------
-
 Record = tuple[str, str, str | None, datetime | None]  # title, body, url, published_at
+
+
+# --- plain text -----------------------------------------------------------------
+
+
+def plain_paragraphs(text: str) -> str:
+    """Plain text as one paragraph per line.
+
+    Where the text has blank lines, they separate paragraphs and a single line break
+    is a soft wrap, joined with a space: wire copy and Markdown are hand-wrapped at
+    ~70 characters, and a sentence must not end at every wrap (CommonMark 0.31.2,
+    4.8 "Paragraphs" and 6.8 "Soft line breaks", https://spec.commonmark.org/0.31.2/).
+    Paragraphs stay one blank line apart, so a file that was never wrapped reads as
+    before, to the byte (its content hash, and so its item key, does not change).
+    Where it has none, nothing says a line is a wrap, so each line is a paragraph.
+    """
+    text = text.strip()
+    if not has_blank_lines(text):
+        return text
+    blocks = (" ".join(block.split()) for block in _BLANK_LINES.split(text))
+    return "\n\n".join(block for block in blocks if block)
+
+
+def has_blank_lines(text: str) -> bool:
+    """Whether a blank line separates two non-blank lines of ``text``."""
+    return _BLANK_LINES.search(text.strip()) is not None
+
+
+def _title_line(text: str) -> tuple[str, str]:
+    """The first non-empty line (stripped) and the text after it, setext underline dropped."""
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if line.strip():
+            rest = lines[i + 1 :]
+            if rest and _SETEXT.fullmatch(rest[0]):  # "Title\n=====" Markdown heading
+                rest = rest[1:]
+            return line.strip(), "\n".join(rest)
+    return "", ""
 
 
 def parse_text(text: str) -> tuple[str, str]:
     """First non-empty line is the title (a Markdown ``# `` stripped), the rest the body."""
-    lines = text.split("\n")
-    for i, line in enumerate(lines):
-        if line.strip():
-            title = _HEADING.sub("", line.strip(), count=1)
-            rest = lines[i + 1 :]
-            if rest and _SETEXT.fullmatch(rest[0]):  # "Title\n=====" Markdown heading
-                rest = rest[1:]
-            return title, "\n".join(rest)
-    return "", ""
+    title, rest = _title_line(text)
+    return _HEADING.sub("", title, count=1), plain_paragraphs(rest)
+
+
+# --- JSON ----------------------------------------------------------------------
 
 
 def parse_json(text: str, source: str, path: str, fetched_at: datetime) -> list[Record]:
@@ -97,7 +139,9 @@ def parse_json(text: str, source: str, path: str, fetched_at: datetime) -> list[
         if not isinstance(item, dict):
             log.warning("json item skipped source=%s path=%r index=%d", source, path, index)
             continue
+        # Plain text, as in a .txt file: users paste the same hand-wrapped wire copy here.
         body = next((v for k in ("text", "content", "body") if (v := _str(item, k))), "")
+        body = plain_paragraphs(clean(body))
         published = _parse_date(_str(item, "published_at"), fetched_at)
         records.append((_str(item, "title"), body, _http_url(_str(item, "url")), published))
     return records
@@ -128,6 +172,8 @@ def _parse_date(value: str, fetched_at: datetime) -> datetime | None:
         when = when.replace(tzinfo=UTC)
     return None if when > fetched_at + timedelta(days=1) else when
 
+
+# --- HTML ----------------------------------------------------------------------
 
 _BLOCK_TAGS = "address article aside blockquote br dd div dl dt figcaption figure footer form h1 h2"
 _BLOCK = frozenset(
