@@ -2,7 +2,8 @@
 
 Every case is a real file in a temporary folder, read through ``read_file`` as the folder
 source reads it: ``.html`` as its main text and title, ``.txt``/``.md``/``.json`` text as
-paragraphs (blank lines between them, single line breaks soft wraps).
+paragraphs (blank lines between them, single line breaks soft wraps), Markdown without
+its markup.
 """
 
 from __future__ import annotations
@@ -253,3 +254,61 @@ def test_json_text_is_plain_text(tmp_path: Path, text: str, body: str) -> None:
     """.json: ``text`` is read as a .txt body is (the same wire copy is pasted there)."""
     a = read(write(tmp_path, "a.json", json.dumps({"title": "Missiles fired", "text": text})))
     assert a.body == body
+
+
+# --- .md: CommonMark, without its markup ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("markdown", "body"),
+    [
+        ("[the envoy](https://example.org/a \"Envoy\") said", "the envoy said"),
+        ("**Kim** met _Putin_ and *Lavrov*", "Kim met Putin and Lavrov"),
+        ("the `KN-23` missile", "the KN-23 missile"),
+        ("![Kim at the station](kim.jpg) Kim arrived", "Kim arrived"),
+        ("a <span class='x'>marked</span> word", "a marked word"),
+        ("## Background", "Background"),
+        ("- first item\n- second\n  item wrapped", "first item\n\nsecond item wrapped"),
+        ("1. first\n2. second", "first\n\nsecond"),
+        ("> quoted\n> text", "quoted text"),
+        ("<div>\nshown <b>text</b>\n</div>", "shown text"),
+        ("```\ncode line\n```", "code line"),
+        ("Intro &amp; \\*literal\\* stars", "Intro & *literal* stars"),
+        ("a paragraph\nwrapped  \nwith a hard break", "a paragraph wrapped with a hard break"),
+    ],
+    ids=["link", "emphasis", "code span", "image", "inline html", "heading", "list",
+         "ordered list", "blockquote", "html block", "fenced code", "escapes", "hard break"],
+)  # fmt: skip
+def test_md_markup_is_not_text(tmp_path: Path, markdown: str, body: str) -> None:
+    """.md: markup gives its text (a link its words, emphasis its words, an image
+    nothing); a heading, list item or block is a paragraph of its own."""
+    a = read(write(tmp_path, "a.md", f"# Missiles fired\n\nIntro.\n\n{markdown}\n"))
+    assert (a.title, a.body) == ("Missiles fired", f"Intro.\n\n{body}")
+
+
+@pytest.mark.parametrize(
+    ("first_line", "title"),
+    [
+        ("# **Kim** meets [Putin](https://example.org/p) #", "Kim meets Putin"),
+        ("Kim meets `Putin`\n=====", "Kim meets Putin"),
+        ("## Kim meets Putin", "Kim meets Putin"),
+    ],
+    ids=["atx with markup", "setext", "level 2"],
+)
+def test_md_title_loses_its_markup(tmp_path: Path, first_line: str, title: str) -> None:
+    """.md: the first line is the title, without heading markers or inline markup."""
+    a = read(write(tmp_path, "a.md", f"{first_line}\n\nBody.\n"))
+    assert (a.title, a.body) == (title, "Body.")
+
+
+def test_md_without_blank_lines_keeps_a_paragraph_per_line(tmp_path: Path) -> None:
+    """.md with no blank line in its body: each line is a paragraph, as in a .txt."""
+    a = read(write(tmp_path, "a.md", "# Missiles fired\nline **one**\nline two\n- item\n"))
+    assert a.body == "line one\nline two\nitem"
+
+
+def test_md_and_txt_of_the_same_wire_copy_read_the_same(tmp_path: Path) -> None:
+    """Wire copy without markup reads the same as .md and as .txt."""
+    text = f"Missiles fired\n\n{WIRE}"
+    md, txt = read(write(tmp_path, "a.md", text)), read(write(tmp_path, "a.txt", text))
+    assert (md.title, md.body) == (txt.title, txt.body) == ("Missiles fired", WIRE_READ)

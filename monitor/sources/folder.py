@@ -1,12 +1,13 @@
 """The folder source: turn local seed files into articles, safely (RELIABILITY.md G15).
 
-``read_file`` parses one file by extension (``.txt``/``.md``, ``.html``/``.htm``,
-``.json``; anything else as plain text). ``FolderScanner.scan(now)`` reads the
-files that are new or changed and have been quiet for ``quiet_period`` seconds.
-Files are only read, never moved or changed. Each is checked with ``lstat`` and
-``stat`` before it is opened, so FIFOs and devices are never opened; symlinks are
-followed only to regular files inside the folder and symlinked folders never
-(so loops cannot happen); sizes are checked before reading.
+``read_file`` parses one file by extension (``.txt``, ``.md``/``.markdown``,
+``.html``/``.htm``, ``.json``; anything else as plain text; ``formats`` says how).
+``FolderScanner.scan(now)`` reads the files that are new or changed and have been
+quiet for ``quiet_period`` seconds. Files are only read, never moved or changed.
+Each is checked with ``lstat`` and ``stat`` before it is opened, so FIFOs and
+devices are never opened; symlinks are followed only to regular files inside the
+folder and symlinked folders never (so loops cannot happen); sizes are checked
+before reading.
 A bad file raises ``SourceError`` with a stable ``reason``: ``file_too_large``,
 ``not_regular_file``, ``symlink_outside``, ``symlink_loop``, ``broken_symlink``,
 ``binary_file``, ``bad_json``, ``bad_html``, ``unreadable``, ``vanished``.
@@ -33,6 +34,7 @@ from monitor.sources.formats import (
     decode,
     parse_html,
     parse_json,
+    parse_markdown,
     parse_text,
 )
 
@@ -70,6 +72,8 @@ def read_file(
         records = parse_json(text, source, name, fetched_at)
     elif suffix in (".html", ".htm"):
         records = [parse_html(text, source, name)]
+    elif suffix in (".md", ".markdown"):  # the extensions of text/markdown (RFC 7763)
+        records = [(*parse_markdown(clean(text), source, name), None, None)]
     else:  # line breaks normalised first: the paragraph rule reads blank lines
         records = [(*parse_text(clean(text)), None, None)]
     articles: dict[str, Article] = {}  # identical objects in one file are one article

@@ -3,10 +3,13 @@
 What a rule sees of a file is the article's own text, one paragraph per line (the
 query language's ``NEAR/P`` and ``NEAR/S`` split paragraphs at line breaks):
 
-- ``.txt``, ``.md`` (and any other name): the first non-empty line is the title (a
-  leading ``# `` stripped), the rest is plain text (``plain_paragraphs``): where it has
-  blank lines they separate paragraphs and a single line break is a soft wrap, else
-  each line is a paragraph;
+- ``.txt`` (and any other name): the first non-empty line is the title (a leading
+  ``# `` stripped), the rest is plain text (``plain_paragraphs``): where it has blank
+  lines they separate paragraphs and a single line break is a soft wrap, else each
+  line is a paragraph;
+- ``.md``/``.markdown``: the same title line and paragraph rule, read as CommonMark,
+  so markup is not text: ``[text](url)`` is ``text``, ``**a**`` is ``a``, a heading
+  or list item is a paragraph of its own, images and HTML tags are dropped;
 - ``.html``/``.htm``: the page's title and main text (``pagetext``, the reading
   feeds' article pages get); its visible text, one block per line, only when there
   is no main text;
@@ -26,6 +29,9 @@ from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urlsplit
+
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
 
 from monitor.errors import SourceError
 from monitor.sources.pagetext import extract_main_text
@@ -119,6 +125,61 @@ def parse_text(text: str) -> tuple[str, str]:
     """First non-empty line is the title (a Markdown ``# `` stripped), the rest the body."""
     title, rest = _title_line(text)
     return _HEADING.sub("", title, count=1), plain_paragraphs(rest)
+
+
+# --- Markdown ------------------------------------------------------------------
+
+# Strict CommonMark (markdown-it's "commonmark" preset, https://markdown-it-py.readthedocs.io/
+# en/latest/using.html): its nesting limit (20) bounds the parser's recursion.
+_MARKDOWN = MarkdownIt("commonmark")
+_TEXT_TOKENS = frozenset({"text", "text_special", "code_inline"})
+_LINE_BREAKS = frozenset({"softbreak", "hardbreak"})
+# Source read at most. markdown-it is pure Python and linear, but dense markup ("[[[[",
+# "_*_*") costs it many times what prose does; the text it yields is capped anyway
+# (MAX_TITLE_CHARS, MAX_BODY_BYTES), and 4x those caps leaves room for link-heavy text.
+_MAX_MARKDOWN_TITLE = 4 * MAX_TITLE_CHARS
+_MAX_MARKDOWN_BODY = 4 * MAX_BODY_BYTES
+
+
+def parse_markdown(text: str, source: str, path: str) -> tuple[str, str]:
+    """The title line and the body of a Markdown file, as the text a reader of it sees.
+
+    The paragraph rule is ``plain_paragraphs``'s: with blank lines in the body a line
+    break inside a paragraph is a wrap (and paragraphs stay a blank line apart),
+    without any each line is a paragraph. A hard break (two trailing spaces,
+    CommonMark 6.7) counts as a soft one: editors leave trailing spaces on wrapped
+    lines, and the same text as ``.txt`` must read the same.
+    """
+    line, rest = _title_line(text)
+    title = " ".join(_markdown_paragraphs(line[:_MAX_MARKDOWN_TITLE], " ", source, path))
+    rest = rest[:_MAX_MARKDOWN_BODY]
+    wrapped = has_blank_lines(rest)
+    paragraphs = _markdown_paragraphs(rest, " " if wrapped else "\n", source, path)
+    return title, ("\n\n" if wrapped else "\n").join(paragraphs)
+
+
+def _markdown_paragraphs(text: str, wrap: str, source: str, path: str) -> list[str]:
+    """One string per paragraph, heading, list item paragraph, code or HTML block line."""
+    found: list[str] = []
+    for token in _MARKDOWN.parse(text):
+        if token.type == "inline":
+            found.extend(_inline_text(token.children or [], wrap).split("\n"))
+        elif token.type in ("fence", "code_block"):  # literal text, read as a .txt body is
+            found.extend(plain_paragraphs(token.content).split("\n"))
+        elif token.type == "html_block":  # raw HTML: what a browser would show of it
+            found.extend(visible_text(token.content, source, path)[1])
+    paragraphs = (" ".join(p.split()) for p in found)
+    return [p for p in paragraphs if p]
+
+
+def _inline_text(children: list[Token], wrap: str) -> str:
+    """The text of a paragraph's inline tokens: link and emphasis markers, images (an alt
+    text is not shown to a reader) and inline HTML tags carry none."""
+    return "".join(
+        child.content if child.type in _TEXT_TOKENS else wrap
+        for child in children
+        if child.type in _TEXT_TOKENS or child.type in _LINE_BREAKS
+    )
 
 
 # --- JSON ----------------------------------------------------------------------
