@@ -22,6 +22,7 @@ from monitor.config import Config, config_path, is_loopback_listen, load_config
 from monitor.daemon import Daemon
 from monitor.domain import FORMS_MODES, Article, Match, Rule, utcnow
 from monitor.errors import ConfigError, MonitorError, QueryError, SourceError
+from monitor.forms import FORMS_LANGUAGES
 from monitor.http import HttpServer
 from monitor.logs import setup_logging
 from monitor.match import Matcher
@@ -158,6 +159,10 @@ def cmd_check(args: argparse.Namespace) -> int:
                       languages=config.languages)  # fmt: skip
     for rule_id, reason in matcher.disabled.items():
         print(f"rule {rule_id}: disabled: {reason}", file=sys.stderr)
+    for source, language in config.languages.items():
+        if language not in FORMS_LANGUAGES:
+            print(f"source {source}: language {language!r} has no word forms here: words and "
+                  "names match as written in its articles", file=sys.stderr)  # fmt: skip
     return _check_examples(config, matcher)
 
 

@@ -41,6 +41,9 @@ from typing import Any
 from monitor.languages import DEFAULT_LANGUAGE, script_of
 from monitor.tokens import fold
 
+# The languages whose words have forms here; a word in any other has none.
+FORMS_LANGUAGES = frozenset(DEFAULT_LANGUAGE.values())
+
 
 @dataclass(frozen=True)
 class Forms:

@@ -128,3 +128,27 @@ def test_sources_lists_state(workdir: Path) -> None:
     ]
     assert line["name"] == "seeds" and line["status"] == "ok"
     assert line["items_seen"] >= len(EXPECTED)
+
+
+def test_check_names_a_source_language_without_word_forms(workdir: Path) -> None:
+    """check says which configured source language has no word forms, and still exits 0."""
+    monitor_yaml = workdir / "config" / "monitor.yaml"
+    text = monitor_yaml.read_text()
+    assert "      # language: en             # its articles' language; default" in text
+    monitor_yaml.write_text(text.replace("      # language: en ", "      language: de "))
+    result = run_monitor("check", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert "source seeds: language 'de' has no word forms here" in result.stderr
+
+
+def test_test_rule_query_with_word_forms(workdir: Path) -> None:
+    """--forms inflected parses --query with word forms: "reported" answers report."""
+    seed = workdir / "seeds" / "panel.txt"
+    seed.write_text("Panel findings\n\nThe committee reported new violations.\n")
+    args = ("test-rule", "--json", "--query", "report", str(seed))
+    exact = run_monitor(*args, cwd=workdir)
+    inflected = run_monitor(*args, "--forms", "inflected", cwd=workdir)
+    assert exact.returncode == inflected.returncode == 0, (exact.stderr, inflected.stderr)
+    assert json.loads(exact.stdout)["hits"] == []
+    (hit,) = json.loads(inflected.stdout)["hits"]
+    assert [m["text"] for m in hit["matches"]] == ["reported"]
