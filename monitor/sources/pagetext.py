@@ -33,7 +33,8 @@ __all__ = ["MainText", "as_shown", "extract_main_text"]
 _TITLE_PATHS = ("//meta[@property='og:title']/@content", "//head/title", "//h1")
 # A browser shows a run of spaces, tabs and line breaks in text as one space (CSS Text 3,
 # https://www.w3.org/TR/css-text-3/#white-space-phase-1; the HTML "ASCII whitespace"),
-# where white-space is preserved (<pre>, <textarea>); scripts and styles are left as written.
+# except where white-space is preserved (<pre>, <textarea>); scripts and styles stay as
+# written.
 _WHITESPACE = re.compile(r"[ \t\n\r\f]+")
 _PRESERVED = ("pre", "textarea", "script", "style")
 # Never shown: <noscript> represents nothing where scripts run (HTML, 4.12.2, https://
@@ -83,8 +84,8 @@ def _title(tree: HtmlElement) -> str:
 
 
 def as_shown(tree: HtmlElement) -> HtmlElement:
-    """``tree`` as a browser shows it: no ``<noscript>`` or ``<template>``, and text
-    whitespace collapsed.
+    """``tree``, changed in place to what a browser shows: no ``<noscript>`` or
+    ``<template>``, and text whitespace collapsed.
 
     trafilatura's fallback extractors keep the line breaks of the page's source inside a
     block (a blog post's ``<span>`` wrapped at 70 characters), and each would end a
@@ -110,8 +111,9 @@ def _extract(tree: HtmlElement) -> str | None:
     very text that makes a rule fire on a page's furniture; tables stay, as data tables
     inside a story are part of it; readers' comments and images stay out (an image's alt
     text is not text a reader sees). ``deduplicate`` stays off: it counts segments in a
-    process-wide cache, so the third reading of a page (a re-saved file, a restart's
-    rescan) would lose paragraphs the first two kept, and the article's content with them.
+    process-wide cache and drops those seen more than twice, so a page read again (a
+    re-saved file, a restart's rescan) would lose paragraphs the first readings kept; the
+    fourth reading of the same page comes out empty.
     """
     return trafilatura.extract(
         tree,
