@@ -124,8 +124,7 @@ def test_html_title_from_metadata_then_title_then_h1(tmp_path: Path, head: str, 
 
 
 def test_html_source_line_breaks_inside_a_paragraph_are_spaces(tmp_path: Path) -> None:
-    """.html: text wrapped in the page's source (a blog post's spans) is one line per block,
-    as a browser shows it, so NEAR/S matches across the source's line breaks."""
+    """.html: a block wrapped in the page's source is one line, so NEAR/S matches across."""
     page = (
         "<html><head><title>Envoy returns</title></head><body><div class='post-body'>"
         "<div><span><span>The ambassador returned to Pyongyang on Monday,\n"
@@ -172,8 +171,7 @@ NAV_ONLY = "<ul><li><a href='/a'>Home</a></li><li><a href='/b'>World news</a></l
 def test_html_scripts_styles_and_head_are_never_text(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, story: str, body: list[str]
 ) -> None:
-    """.html: script, style, noscript and head metadata are not text, in the main text as
-    in the visible-text fallback."""
+    """.html: script, style, noscript and head metadata are never text, nor in the fallback."""
     hidden = (
         "<style>p { color: red }</style><script>var x = '<p>hidden</p>';</script>"
         "<noscript>Enable JS</noscript>"
@@ -229,15 +227,13 @@ WIRE_READ = (
          "blank line only after the title"],
 )  # fmt: skip
 def test_txt_paragraphs(tmp_path: Path, text: str, body: str) -> None:
-    """.txt: blank lines separate paragraphs and a single break is a wrap; with no blank
-    line in the body, each line is a paragraph as written."""
+    """.txt: blank lines end paragraphs, a single break is a wrap; with none, a line each."""
     a = read(write(tmp_path, "wire.txt", text))
     assert (a.title, a.body) == ("Missiles fired", body)
 
 
 def test_near_s_across_a_former_wrap_matches(tmp_path: Path) -> None:
-    """A sentence wrapped over two lines is one sentence: NEAR/S and NEAR/P match across
-    the wrap, and a blank line still ends the paragraph."""
+    """NEAR/S and NEAR/P match across a former wrap; a blank line still ends a paragraph."""
     a = read(write(tmp_path, "wire.txt", f"Missiles fired\n\n{WIRE}"))
     assert hits('kilometres NEAR/S "Joint Chiefs"', a) == ["kilometres", "Joint Chiefs"]
     assert hits("missiles NEAR/P surveillance", a) == ["missiles", "surveillance"]
@@ -280,8 +276,7 @@ def test_json_text_is_plain_text(tmp_path: Path, text: str, body: str) -> None:
          "ordered list", "blockquote", "html block", "fenced code", "escapes", "hard break"],
 )  # fmt: skip
 def test_md_markup_is_not_text(tmp_path: Path, markdown: str, body: str) -> None:
-    """.md: markup gives its text (a link its words, emphasis its words, an image
-    nothing); a heading, list item or block is a paragraph of its own."""
+    """.md: markup gives only its text; a heading, list item or block is its own paragraph."""
     a = read(write(tmp_path, "a.md", f"# Missiles fired\n\nIntro.\n\n{markdown}\n"))
     assert (a.title, a.body) == ("Missiles fired", f"Intro.\n\n{body}")
 

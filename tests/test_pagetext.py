@@ -54,8 +54,7 @@ def test_bytes_and_text_read_the_same() -> None:
 
 
 def test_the_same_page_reads_the_same_every_time() -> None:
-    """Reading a page again (a re-saved file, a restart's rescan) never loses text: no
-    cross-document deduplication, whose cache drops what it has seen a few times."""
+    """Reading a page again (a re-save, a rescan) never loses text to a dedup cache."""
     readings = {extract_main_text("seeds", PAGE) for _ in range(5)}
     assert len(readings) == 1
     assert PARAGRAPHS[1] in readings.pop().text
