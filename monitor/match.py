@@ -85,6 +85,7 @@ from monitor.query import (
     Title,
     walk,
 )
+from monitor.rarity import DocumentFrequencies, Rarity
 from monitor.tokens import Recognizer, TokenizedText
 
 log = logging.getLogger("monitor.match")
@@ -153,6 +154,9 @@ class Matcher:
     lazily, so only a candidate that needs them pays. Rules whose queries use
     ``person:``/``org:``/``gpe:`` need ``nlp_model``; without one (or if it
     cannot load) they are left out and listed in ``disabled`` with the reason.
+    The index keys each rule on what the fewest articles hold, by wordfreq's
+    lists for the rules' and sources' languages and, given ``documents``, the
+    document frequencies of stored articles (``monitor.rarity``).
     """
 
     def __init__(
@@ -163,6 +167,7 @@ class Matcher:
         recognizer: Recognizer | None = None,
         use_index: bool = True,
         languages: Mapping[str, str] | None = None,
+        documents: DocumentFrequencies | None = None,
     ):
         self.rules = [(rule, queries[rule.id]) for rule in rules]
         # Source name -> its configured language; other sources' articles are told by script.
@@ -184,7 +189,10 @@ class Matcher:
                 _CompiledRule(rule, compiler.compile(query.root), *_words(query.root))
                 for rule, query in active
             ]
-            self.index = PresearchIndex([query for _, query in active]) if use_index else None
+            self.index = None
+            if use_index:
+                rarity = Rarity(self.languages.values(), documents)
+                self.index = PresearchIndex([query for _, query in active], rarity)
         self._everything = set(range(len(active)))
 
     def _load_recognizer(self, model: str | None, rule_ids: list[str]) -> Recognizer | None:

@@ -17,10 +17,11 @@ How a query reduces to keys (``required_keys``):
   name's cases): each of its forms, whichever language the article is in;
 - a wildcard ``visit*``: the prefix, looked up through the article's tokens
   grouped by their first three letters (every prefix has at least three);
-- a phrase: its rarest-looking word's keys (every word of it must occur);
+- a phrase: its rarest word's keys (every word of it must occur);
 - ``entity:id``: the union over its names;
 - ``A OR B``: the union, and if any branch cannot be indexed, neither can the OR;
-- ``A AND B``, ``A NEAR B``: the cheapest indexable branch (both must hold);
+- ``A AND B``, ``A NEAR B``: the indexable branch the fewest articles hold (both
+  must hold), by measured word frequencies (``monitor.rarity``);
 - ``title:X``: X's keys (the title is part of the text);
 - ``person:X`` (and the other entity scopes): X's keys;
 - ``NOT X`` and ``source:name``: nothing (they cannot be indexed on their own).
@@ -49,33 +50,11 @@ from monitor.query import (
     Term,
     Title,
 )
+from monitor.rarity import Key, Rarity
 
-Key = tuple[bool, str]  # (is_prefix, folded word or prefix)
 HEAD = 3  # = query.MIN_PREFIX: every wildcard has at least this many letters
-
-# Words found in most news articles: a key on one of them selects nearly every
-# article, so an AND prefers any other branch. Length is the fallback guess.
-_COMMON = frozenset(
-    """a an the of to in on at by for from with and or not no is are was were be been
-    has have had it its this that he she they we you i s said says say year years
-    new one two three after before over under about more most than also but as
-    will would could can may up out into their his her our there which who
-    government president minister state country people official officials
-    north south east west korea korean china chinese russia russian japan us""".split()  # noqa: SIM905
-)
-
-
-def key_cost(key: Key) -> float:
-    """How many articles a key is guessed to select, relatively: lower is rarer."""
-    is_prefix, word = key
-    if word in _COMMON:
-        return 50.0
-    cost = 1.0 + 8.0 / len(word)
-    return cost * 3 if is_prefix else cost
-
-
-def _set_cost(keys: frozenset[Key]) -> float:
-    return sum(map(key_cost, keys))
+# The rarity used where no Matcher gives one: wordfreq alone, each script's default language.
+DEFAULT_RARITY = Rarity()
 
 
 def _term_keys(term: Term) -> frozenset[Key]:
@@ -89,30 +68,34 @@ def _term_keys(term: Term) -> frozenset[Key]:
     return frozenset(((False, term.word.casefold()),))
 
 
-def _phrase_keys(phrase: Phrase) -> frozenset[Key]:
-    """Its rarest-looking word's keys: every word of a phrase must occur."""
-    return min((_term_keys(term) for term in phrase.words), key=_set_cost)
+def _phrase_keys(phrase: Phrase, rarity: Rarity) -> frozenset[Key]:
+    """Its rarest word's keys: every word of a phrase must occur."""
+    return min((_term_keys(term) for term in phrase.words), key=rarity.cost)
 
 
-def required_keys(node: Node) -> frozenset[Key] | None:
-    """Keys of which at least one occurs in every text where ``node`` is true; None: unknown."""
+def required_keys(node: Node, rarity: Rarity = DEFAULT_RARITY) -> frozenset[Key] | None:
+    """Keys of which at least one occurs in every text where ``node`` is true; None: unknown.
+
+    Where several key sets would do (an AND's branches, a phrase's words), the one
+    ``rarity`` expects in the fewest articles.
+    """
     if isinstance(node, Term):
         return _term_keys(node)
     if isinstance(node, Phrase):
-        return _phrase_keys(node)
+        return _phrase_keys(node, rarity)
     if isinstance(node, EntityRef):
-        return frozenset().union(*map(_phrase_keys, node.names))
+        return frozenset().union(*(_phrase_keys(name, rarity) for name in node.names))
     if isinstance(node, Or):
-        parts = [required_keys(child) for child in node.children]
+        parts = [required_keys(child, rarity) for child in node.children]
         if any(part is None for part in parts):
             return None
         return frozenset().union(*(p for p in parts if p is not None))
     if isinstance(node, And | Near):
         children = node.children if isinstance(node, And) else (node.left, node.right)
-        indexable = [k for k in (required_keys(c) for c in children) if k is not None]
-        return min(indexable, key=_set_cost) if indexable else None
+        indexable = [k for k in (required_keys(c, rarity) for c in children) if k is not None]
+        return min(indexable, key=rarity.cost) if indexable else None
     if isinstance(node, Title | Scope):
-        return required_keys(node.child)
+        return required_keys(node.child, rarity)
     assert isinstance(node, Not | Source)
     return None
 
@@ -120,34 +103,34 @@ def required_keys(node: Node) -> frozenset[Key] | None:
 Clause = frozenset[str]  # folded words of which at least one must occur
 
 
-def required_clauses(node: Node) -> tuple[Clause, ...]:
+def required_clauses(node: Node, rarity: Rarity = DEFAULT_RARITY) -> tuple[Clause, ...]:
     """Clauses that all hold (each: one of its words occurs) wherever ``node`` is true.
 
     A necessary condition, checked after the key lookup: a rule selected by one
     rare key (a surname that is also a common word elsewhere) is dropped before
     its exact evaluation when another word it needs is absent. Wildcards,
     ``NOT`` and ``source:`` add no clause; an OR gives one clause, the union of
-    its branches' rarest clauses.
+    its branches' rarest clauses (by ``rarity``).
     """
     if isinstance(node, Term):
         return () if node.prefix else (frozenset(word for _, word in _term_keys(node)),)
     if isinstance(node, Phrase):
-        return tuple(clause for term in node.words for clause in required_clauses(term))
+        return tuple(clause for term in node.words for clause in required_clauses(term, rarity))
     if isinstance(node, Or | EntityRef):
         branches = node.children if isinstance(node, Or) else node.names
         union: set[str] = set()
         for branch in branches:
-            clauses = required_clauses(branch)
+            clauses = required_clauses(branch, rarity)
             if not clauses:
                 return ()
-            union |= min(clauses, key=lambda c: sum(key_cost((False, w)) for w in c))
+            union |= min(clauses, key=lambda c: rarity.cost(frozenset((False, w) for w in c)))
         return (frozenset(union),) if union else ()
     if isinstance(node, And):
-        return tuple(c for child in node.children for c in required_clauses(child))
+        return tuple(c for child in node.children for c in required_clauses(child, rarity))
     if isinstance(node, Near):
-        return required_clauses(node.left) + required_clauses(node.right)
+        return required_clauses(node.left, rarity) + required_clauses(node.right, rarity)
     if isinstance(node, Title | Scope):
-        return required_clauses(node.child)
+        return required_clauses(node.child, rarity)
     assert isinstance(node, Not | Source)
     return ()
 
@@ -174,14 +157,14 @@ class PresearchIndex:
     words the index has never seen.
     """
 
-    def __init__(self, queries: Sequence[Query]):
+    def __init__(self, queries: Sequence[Query], rarity: Rarity = DEFAULT_RARITY):
         exact: dict[str, list[int]] = {}
         prefixes: dict[str, list[int]] = {}
         self.always: list[int] = []
         # Per rule: the words it needs every one of, and the groups it needs one word of.
-        self.clauses = [_split_clauses(required_clauses(query.root)) for query in queries]
+        self.clauses = [_split_clauses(required_clauses(q.root, rarity)) for q in queries]
         for number, query in enumerate(queries):
-            keys = required_keys(query.root)
+            keys = required_keys(query.root, rarity)
             if keys is None:
                 self.always.append(number)
                 continue

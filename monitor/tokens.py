@@ -112,6 +112,23 @@ def fold(word: str) -> str:
     return strip_accents(word).casefold()
 
 
+def fold_all(words: list[str]) -> list[str]:
+    """``fold`` of each of ``words`` (none holding a line break), in one NFKD and one
+    casefold over them all: in C, for lists of hundreds of thousands of words."""
+    if not words:
+        return []
+    joined = "\n".join(words)
+    if not joined.isascii():
+        joined = unicodedata.normalize("NFKD", joined)
+        # Each accent present deleted by one str.replace: a C scan each, ~10x faster than
+        # the accent class of _ACCENTS (a linear scan of ranges in ``re``) or a translate.
+        for accent in [c for c in set(joined) if unicodedata.combining(c)]:
+            joined = joined.replace(accent, "")
+    folded = joined.casefold().split("\n")
+    # A word of accents alone keeps its own form, as strip_accents keeps it.
+    return [f or fold(w) for f, w in zip(folded, words, strict=True)]
+
+
 def _scan(text: str) -> tuple[list[int], list[int], list[str]]:
     """Token starts, ends and words; split, map and accumulate keep the loop in C."""
     pattern = _ASCII_TOKEN if text.isascii() else _TOKEN

@@ -8,7 +8,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "monitor"
 BOTTOM = {
     "errors", "domain", "units", "tokens", "query", "schedule", "presearch", "nlp", "crash",
-    "languages", "forms",
+    "languages", "forms", "rarity",
     "metrics", "netguard",
 }  # fmt: skip
 STEPS = {"config", "sources", "match", "store", "sinks", "deliver", "stories"}

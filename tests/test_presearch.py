@@ -22,7 +22,9 @@ NOW = datetime(2024, 6, 19, tzinfo=UTC)
 # and Russian names, whose forms are keys too).
 KEY_ENTITIES = {
     "matsegora": Entity(
-        "matsegora", "Alexander Matsegora", ("Matsegora", "Aleksandr Matsegora", "Park Byung-hwan")
+        "matsegora",
+        "Alexander Matsegora",
+        ("Matsegora", "Aleksandr Matsegora", "Byung-hwan Matsegora"),
     ),
 }
 
@@ -48,11 +50,9 @@ def keys(query: str) -> set[tuple[bool, str]] | None:
         ("korea NEAR/3 lavrov", {(False, "lavrov")}),
         (
             "entity:matsegora",
-            # "Park Byung-hwan" is also written "Park Byunghwan" (a romanised variant)
-            {
-                *((False, w) for w in ("alexander", "matsegora", "aleksandr", "byung")),
-                (False, "byunghwan"),
-            },
+            # Each name keys on its rarest word: "Alexander Matsegora" on the surname, not the
+            # common first name.
+            {(False, "matsegora")},
         ),
         ("(kim NOT putin) OR xi", {(False, "kim"), (False, "xi")}),
         ("person:kim", {(False, "kim")}),
