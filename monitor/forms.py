@@ -47,9 +47,12 @@ FORMS_LANGUAGES = frozenset(DEFAULT_LANGUAGE.values())
 
 @dataclass(frozen=True)
 class Forms:
-    """The folded forms of one word in one language, the word itself among them."""
+    """The folded forms of one word in one language, the word itself among them.
 
-    language: str
+    ``language`` None: spellings that count in any language (a romanised name).
+    """
+
+    language: str | None
     words: frozenset[str]
 
 
@@ -212,44 +215,71 @@ def _korean(word: str, *, verbs: bool) -> set[str]:
 
 # --- romanised Korean names ----------------------------------------------------------
 
-# The commonest Korean surnames as romanised in the press (Revised Romanization,
-# McCune-Reischauer and the usual spellings): a name of a surname and a two-syllable
-# given name is written in four orders and joinings.
-_KOREAN_SURNAMES = frozenset(
-    """kim lee yi rhee ri park pak bak choi choe jung jeong chung kang cho jo yoon yun jang
-    chang lim im han oh o seo suh shin sin kwon hwang ahn an song yoo yu ryu hong jeon jun
-    chon go ko moon mun yang son sohn bae pae baek paek heo hur nam sim shim noh roh no ha
-    kwak sung seong cha joo ju woo wu koo gu ku min na jin ji eom um chae won chun bang
-    kong hyun hyeon""".split()  # noqa: SIM905
-)
-# One romanised syllable: an initial, a vowel, a final (both romanisations, loosely).
+# Korean surnames as the press romanises them, each group one surname: Revised
+# Romanization (2000, South Korea's official system), McCune-Reischauer without its
+# breves (North Korea's, and older Western copy) and the usual personal spellings.
+_SURNAME_GROUPS = [
+    group.split()
+    for group in """kim gim|lee yi rhee ri i|park pak bak|choi choe|jung jeong
+    chung chong|kang gang|cho jo joe|yoon yun|jang chang|lim im rim|han|oh o|seo suh so|
+    shin sin|kwon gwon|hwang|ahn an|song|yoo yu you|ryu ryoo|hong|jeon jun chon chun|
+    ko go|moon mun|yang|son sohn|bae pae|baek paek paik|heo hur ho|nam|sim shim|
+    noh roh no|ha|kwak gwak|sung seong|cha|joo ju chu|woo wu|koo gu ku|min|na ra|
+    jin chin|ji chi|eom um uhm|chae|won|bang pang|kong gong|hyun hyeon""".split("|")  # noqa: SIM905
+]
+_SURNAMES = {name: frozenset(group) for group in _SURNAME_GROUPS for name in group}
+# One romanised syllable: an initial, a vowel, a final, in either system.
 _SYLLABLE = re.compile(
-    r"(?:kk|tt|pp|ss|jj|ch|[gkndtrlmbpsjh])?"
-    r"(?:wae|yae|yeo|yeon|wa|wo|we|wi|ae|ya|eo|ye|oe|yo|yu|eu|ui|a|e|i|o|u)"
-    r"(?:ng|[kntlmp])?"
+    r"(kk|tt|pp|ss|jj|ch|[gkndtrlmbpsjh]?)"
+    r"(wae|yae|yeo|wa|wo|we|wi|ae|ya|eo|ye|oe|yo|yu|eu|ui|oo|a|e|i|o|u)"
+    r"(ng|[kntlmp]?)"
 )
+# How one sound is spelt across the systems: ㅓ is eo (RR), o (MR's ŏ) or u ("Byung"
+# for 병); ㅕ yeo, yo or yu; ㅡ eu or u (MR's ŭ); ㅜ u or oo. ㅂ ㄱ ㄷ ㅈ open a syllable
+# as b g d j in RR, p k t ch in MR.
+_VOWELS = {
+    "eo": ("eo", "o", "u"), "o": ("o", "eo"), "u": ("u", "eo", "eu", "oo"), "oo": ("oo", "u"),
+    "yeo": ("yeo", "yo", "yu"), "yo": ("yo", "yeo"), "yu": ("yu", "yeo", "yo"),
+    "eu": ("eu", "u"),
+}  # fmt: skip
+_INITIALS = {"b": ("b", "p"), "p": ("p", "b"), "g": ("g", "k"), "k": ("k", "g"),
+             "d": ("d", "t"), "t": ("t", "d"), "j": ("j", "ch"), "ch": ("ch", "j")}  # fmt: skip
 
 
-def romanised_variants(tokens: tuple[str, ...]) -> list[tuple[str, ...]]:
-    """Other ways the press writes a romanised Korean name given as folded ``tokens``.
+def romanised_variants(tokens: tuple[str, ...]) -> list[tuple[frozenset[str], ...]]:
+    """The ways the press writes a romanised Korean name given as folded ``tokens``.
 
-    ``park byung hwan`` -> ``park byunghwan``, ``byung hwan park``, ``byunghwan park``
-    (``Byung-hwan`` is already ``byung hwan``). Only for a known surname with a
-    given name of two syllables; anything else has no variants.
+    A known surname with a two-syllable given name, in either order, given name
+    joined or not (``Byung-hwan`` is already ``byung hwan``), each word as a set
+    of its spellings: ``park byung hwan`` also matches Park Byunghwan,
+    Byung-hwan Park, Pak Pyong-hwan and Park Byeong-hwan. Anything else: [].
     """
     if len(tokens) != 3:
         return []
     first, second, third = tokens
-    if first in _KOREAN_SURNAMES and _is_syllable(second) and _is_syllable(third):
+    if first in _SURNAMES and _is_syllable(second) and _is_syllable(third):
         surname, given = first, (second, third)
-    elif third in _KOREAN_SURNAMES and _is_syllable(first) and _is_syllable(second):
+    elif third in _SURNAMES and _is_syllable(first) and _is_syllable(second):
         surname, given = third, (first, second)
     else:
         return []
-    joined = given[0] + given[1]
-    variants = [(surname, *given), (surname, joined), (*given, surname), (joined, surname)]
-    return [v for v in variants if v != tokens]
+    family = _SURNAMES[surname]
+    one, two = _spellings(given[0]), _spellings(given[1])
+    joined = frozenset(a + b for a in one for b in two)
+    return [(family, one, two), (family, joined), (one, two, family), (joined, family)]
 
 
 def _is_syllable(token: str) -> bool:
     return _SYLLABLE.fullmatch(token) is not None
+
+
+def _spellings(syllable: str) -> frozenset[str]:
+    """A romanised syllable in every spelling of its sounds (``byung``: byeong, pyong...)."""
+    match = _SYLLABLE.fullmatch(syllable)
+    assert match is not None  # romanised_variants checked it
+    initial, vowel, final = match.groups()
+    return frozenset(
+        i + v + final
+        for i in _INITIALS.get(initial, (initial,))
+        for v in _VOWELS.get(vowel, (vowel,))
+    )

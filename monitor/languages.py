@@ -79,14 +79,15 @@ def detect_language(text: str) -> str | None:
     return language if count and count * 2 > letters else None
 
 
-def forms_apply(forms_language: str, article_language: str | None) -> bool:
+def forms_apply(forms_language: str | None, article_language: str | None) -> bool:
     """Whether forms made by ``forms_language``'s morphology count in an article.
 
     They do in an article of that language, of unknown language, or written in
     another script (a Russian name quoted in an English story is still
     Russian); not in another language of the same script (English forms of a
-    Latin word are no forms of it in a German story).
+    Latin word are no forms of it in a German story). Spellings of no language
+    (``None``: a romanised name) count everywhere.
     """
-    if article_language is None or article_language == forms_language:
+    if forms_language is None or article_language is None or article_language == forms_language:
         return True
     return script_of_language(article_language) != script_of_language(forms_language)

@@ -434,6 +434,12 @@ def _source_field(parser: _Parser, lex: Lex) -> Node:
     return Source(value.text, column=lex.column)
 
 
+def _spelt(spellings: frozenset[str]) -> Term:
+    """A name word that counts in any of its spellings (the same in every language)."""
+    first = min(spellings)
+    return Term(first, forms=Forms(None, spellings)) if len(spellings) > 1 else Term(first)
+
+
 def _entity_field(parser: _Parser, lex: Lex) -> Node:
     parser.adjacent(lex, "an entity id after 'entity:'", ("word",))
     value = parser.advance()
@@ -491,7 +497,7 @@ def name_phrases(name: str) -> tuple[Phrase, ...]:
     phrases = [Phrase(words)]
     if not any(term.prefix for term in terms):
         plain = tuple(term.word for term in terms)
-        phrases += [Phrase(tuple(map(Term, v))) for v in romanised_variants(plain)]
+        phrases += [Phrase(tuple(map(_spelt, v))) for v in romanised_variants(plain)]
         if len(raw) > 1 and all(script_of(word) == "hangul" for word in raw):
             joined = "".join(raw)
             together = Term(tokenize(joined)[0].folded, forms=phrase_forms([joined], name=True)[0])

@@ -139,21 +139,42 @@ def test_words_in_other_scripts_take_no_forms() -> None:
     assert phrase_forms(["λόγος", "报告", "1718"], name=False) == [None, None, None]
 
 
+def spelt(variants: list[tuple[frozenset[str], ...]]) -> set[tuple[str, ...]]:
+    """Every word sequence the variants stand for."""
+    found: set[tuple[str, ...]] = set()
+    for variant in variants:
+        sequences: list[tuple[str, ...]] = [()]
+        for spellings in variant:
+            sequences = [(*seq, word) for seq in sequences for word in spellings]
+        found.update(sequences)
+    return found
+
+
 @pytest.mark.parametrize(
-    ("tokens", "variants"),
+    ("tokens", "present"),
     [
         (("park", "byung", "hwan"),
-         {("park", "byunghwan"), ("byung", "hwan", "park"), ("byunghwan", "park")}),
-        (("byung", "hwan", "park"),
-         {("park", "byung", "hwan"), ("park", "byunghwan"), ("byunghwan", "park")}),
-        (("kim", "jong", "un"), {("kim", "jongun"), ("jong", "un", "kim"), ("jongun", "kim")}),
-        (("lee", "harvey", "oswald"), set()),  # not two romanised syllables
-        (("alexander", "matsegora"), set()),
+         {("park", "byung", "hwan"), ("park", "byunghwan"), ("byung", "hwan", "park"),
+          ("byunghwan", "park"), ("pak", "pyong", "hwan"), ("park", "byeong", "hwan"),
+          ("bak", "byeonghwan")}),
+        (("byung", "hwan", "park"), {("park", "byung", "hwan"), ("byeong", "hwan", "park")}),
+        (("kim", "jong", "un"),
+         {("kim", "jongun"), ("jong", "un", "kim"), ("kim", "jeong", "eun"),
+          ("kim", "chong", "un")}),
     ],
 )  # fmt: skip
-def test_romanised_korean_names(tokens: tuple[str, ...], variants: set[tuple[str, ...]]) -> None:
-    """A romanised Korean name is also found in the other orders and joinings the press uses."""
-    assert set(romanised_variants(tokens)) == variants
+def test_romanised_korean_names(tokens: tuple[str, ...], present: set[tuple[str, ...]]) -> None:
+    """A romanised Korean name is also found in the other orders, joinings and spellings the
+    press uses (Revised Romanization, McCune-Reischauer, the usual personal spellings)."""
+    assert present <= spelt(romanised_variants(tokens))
+
+
+@pytest.mark.parametrize(
+    "tokens", [("lee", "harvey", "oswald"), ("alexander", "matsegora"), ("park", "avenue")]
+)
+def test_names_that_are_not_romanised_korean_have_no_variants(tokens: tuple[str, ...]) -> None:
+    """Only a known surname with a two-syllable given name gets variants."""
+    assert romanised_variants(tokens) == []
 
 
 # Look-alikes that are also true forms, which a word's forms cannot tell apart: 러시아인

@@ -50,9 +50,7 @@ def keys(query: str) -> set[tuple[bool, str]] | None:
         ("korea NEAR/3 lavrov", {(False, "lavrov")}),
         (
             "entity:matsegora",
-            # Each name keys on its rarest word: "Alexander Matsegora" on the surname, not the
-            # common first name.
-            {(False, "matsegora")},
+            {(False, "alexander"), (False, "matsegora"), (False, "aleksandr")},
         ),
         ("(kim NOT putin) OR xi", {(False, "kim"), (False, "xi")}),
         ("person:kim", {(False, "kim")}),
