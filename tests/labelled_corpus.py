@@ -18,6 +18,7 @@ from monitor.config import Config
 from monitor.domain import Article
 from monitor.match import Matcher
 from monitor.query import Query
+from monitor.sources.formats import plain_paragraphs
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "labelled" / "articles.yaml"
@@ -49,12 +50,13 @@ def load_corpus(path: Path = CORPUS) -> list[LabelledArticle]:
         LabelledArticle(
             id=item["id"],
             language=item["language"],
-            # The folder source strips a file's trailing newline too; the YAML block adds one.
+            # Read as the folder reads a .txt file: blank lines part paragraphs, a single
+            # line break is a wrap (wire copy is hand-wrapped).
             article=Article(
                 source=SOURCE,
                 item_key=item["id"],
                 title=item["title"],
-                body=item["body"].strip(),
+                body=plain_paragraphs(item["body"]).strip(),
                 url=None,
                 published_at=None,
                 fetched_at=FETCHED_AT,
