@@ -28,13 +28,14 @@ from monitor.logs import setup_logging
 from monitor.match import Matcher
 from monitor.pipeline import Pipeline
 from monitor.query import parse_query
+from monitor.rarity import DocumentFrequencies
 from monitor.sources.folder import iter_paths, read_file
 from monitor.store import Store
 from monitor.store.database import create_db_engine
 from monitor.store.leases import release, release_dead_leases
 from monitor.units import format_duration, parse_duration
 from monitor.web import create_web_app
-from monitor.wiring import build_sinks
+from monitor.wiring import build_sinks, stored_word_frequencies
 
 log = logging.getLogger("monitor.cli")
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -203,11 +204,10 @@ def cmd_test_rule(args: argparse.Namespace) -> int:
     if not args.paths and args.since is None:
         _usage("test-rule needs PATH... or --since")
     rules, queries = _rules_to_test(args, config)
-    matcher = Matcher(rules, queries, nlp_model=config.nlp_model, languages=config.languages)
-    for rule_id, reason in matcher.disabled.items():
-        print(f"rule {rule_id}: disabled: {reason}", file=sys.stderr)
     if args.since is not None:
-        return _backtest(args, config, matcher)
+        return _backtest(args, config, rules, queries)
+    # Files, not the store: the index prices its keys by wordfreq alone.
+    matcher = _test_matcher(config, rules, queries)
     console = Console(highlight=False)
     total = 0
     for path in iter_paths([Path(p) for p in args.paths], _patterns(config)):
@@ -226,8 +226,21 @@ def cmd_test_rule(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _backtest(args: argparse.Namespace, config: Config, matcher: Matcher) -> int:
-    """``test-rule --since``: the rules over stored articles, with a progress bar on stderr."""
+def _test_matcher(
+    config: Config, rules: list[Rule], queries: dict, documents: DocumentFrequencies | None = None
+) -> Matcher:
+    matcher = Matcher(rules, queries, nlp_model=config.nlp_model, languages=config.languages,
+                      documents=documents)  # fmt: skip
+    for rule_id, reason in matcher.disabled.items():
+        print(f"rule {rule_id}: disabled: {reason}", file=sys.stderr)
+    return matcher
+
+
+def _backtest(args: argparse.Namespace, config: Config, rules: list[Rule], queries: dict) -> int:
+    """``test-rule --since``: the rules over stored articles, with a progress bar on stderr.
+
+    The index prices its keys by the stored articles' words, as the daemon's does.
+    """
     try:
         since = utcnow() - parse_duration(args.since)
     except ValueError as e:
@@ -235,6 +248,7 @@ def _backtest(args: argparse.Namespace, config: Config, matcher: Matcher) -> int
     store = Store(config.database_url)
     err = Console(stderr=True, highlight=False)
     try:
+        matcher = _test_matcher(config, rules, queries, stored_word_frequencies(store))
         total = store.count_articles(since)
         columns = (*Progress.get_default_columns(), MofNCompleteColumn())
         with Progress(*columns, console=err) as progress:

@@ -41,7 +41,13 @@ from monitor.store import Store
 from monitor.store.database import retry_transient
 from monitor.store.leases import Claim, claim_sources
 from monitor.stories import StoryIndex
-from monitor.wiring import bound_malloc_arenas, build_reader, build_sinks, sink_policies
+from monitor.wiring import (
+    bound_malloc_arenas,
+    build_reader,
+    build_sinks,
+    sink_policies,
+    stored_word_frequencies,
+)
 
 log = logging.getLogger("monitor.pipeline")
 
@@ -101,8 +107,10 @@ class Pipeline:
     def _configure(self, config: Config, sinks: Mapping[str, Sink]) -> None:
         self.config = config
         self.sinks = sinks
+        # Keys priced by the words of recently stored articles, refreshed at each reload.
         self.matcher = Matcher(config.rules, config.queries, nlp_model=config.nlp_model,
-                               languages=config.languages)  # fmt: skip
+                               languages=config.languages,
+                               documents=stored_word_frequencies(self.store))  # fmt: skip
         self.rules = {rule.id: rule for rule in config.rules}
         self.rules[SILENT_RULE_ID] = silence_rule(config)
         # A folder whose settings did not change keeps its scanner (and what it has seen).

@@ -10,9 +10,11 @@ import ctypes
 import logging
 import os
 import sys
+import time
 
 from monitor.config import Config, SinkConfig
 from monitor.deliver import SinkPolicy
+from monitor.rarity import DocumentFrequencies, document_frequencies
 from monitor.sinks import Sink
 from monitor.sinks.chat import DiscordSink, SlackSink
 from monitor.sinks.console import ConsoleSink
@@ -21,9 +23,15 @@ from monitor.sinks.webhook import WebhookSink
 from monitor.sources.feed import FeedReader
 from monitor.sources.fetch import Fetcher, FetchLimits, Resolver
 from monitor.sources.parse import ParserPool
+from monitor.store import Store
 from monitor.stories import story_note
 
 log = logging.getLogger("monitor.wiring")
+
+# Stored articles whose words the presearch index prices its keys by (monitor.rarity): a
+# few thousand tell a beat's common words from its rare ones, and read and tokenise in
+# well under a second at start and at each reload.
+WORD_SAMPLE = 3000
 
 
 def build_sinks(config: Config, client: AlertClient | None = None) -> dict[str, Sink]:
@@ -47,6 +55,15 @@ def build_sinks(config: Config, client: AlertClient | None = None) -> dict[str, 
                 allow_private=sink.allow_private_networks, min_interval=_seconds(sink),
             )  # fmt: skip
     return sinks
+
+
+def stored_word_frequencies(store: Store, sample: int = WORD_SAMPLE) -> DocumentFrequencies:
+    """The document frequencies of the ``sample`` newest stored articles' words."""
+    started = time.perf_counter()
+    found = document_frequencies(store.recent_texts(sample))
+    log.info("word frequencies articles=%d words=%d seconds=%.2f", found.articles,
+             len(found.counts), time.perf_counter() - started)  # fmt: skip
+    return found
 
 
 def sink_policies(config: Config) -> dict[str, SinkPolicy]:

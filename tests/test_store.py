@@ -215,6 +215,14 @@ def test_a_poll_larger_than_one_statement_stores_every_row(store: Store) -> None
     assert store.known_keys("seeds", keys) == set(keys)
 
 
+def test_recent_texts_are_the_newest_articles_title_and_body(store: Store) -> None:
+    """The word-frequency sample reads the newest stored articles first, at most ``limit``."""
+    items = tuple((article(f"k{n}", f"story {n}"), ()) for n in range(5))
+    store.save_poll(PollOutcome("seeds", items), NOW, lambda h: ())
+    assert store.recent_texts(2) == [("story 4", "Pyongyang said."), ("story 3", "Pyongyang said.")]
+    assert len(store.recent_texts(100)) == 5
+
+
 class Stories:
     """A scripted near-duplicate index: articles titled "copy" join the first one's story."""
 

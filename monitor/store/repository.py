@@ -306,6 +306,17 @@ class Store(OutboxQueries):
                 return
             after = page[-1][0]
 
+    def recent_texts(self, limit: int) -> list[tuple[str, str]]:
+        """Title and body of the ``limit`` newest stored articles (by id), for the word
+        frequencies the presearch index keys on (``monitor.rarity``). One read."""
+        with self.reading() as s:
+            query = (
+                sa_select(col(ArticleRow.title), col(ArticleRow.body))
+                .order_by(col(ArticleRow.id).desc())
+                .limit(limit)
+            )
+            return [(title, body) for title, body in s.execute(query)]
+
 
 def _check_lease(
     row: SourceRow | DeliveryRow, lease: tuple[str, int], kind: str, key: object
