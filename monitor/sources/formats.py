@@ -317,6 +317,3 @@ def visible_text(text: str, source: str, path: str) -> tuple[str, list[str]]:
         raise SourceError(source, "bad_html", f"{path!r}: {e}") from e
     parser._break()
     return " ".join((parser.title or parser.h1 or "").split()), parser.lines
-
-
-# --- walking and scanning ---------------------------------------------------
