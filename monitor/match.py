@@ -22,12 +22,18 @@ apostrophe, dot...) separates tokens and is skipped. So "Park Byung-hwan" and
                            phrase may run over a line break, not from the
                            title into the body
 ``=US``, ``="New York"``   as above, but case-sensitive (accents still ignored)
+``~word``, ``~"a b"``      the word (each word of the phrase) or any of its
+                           inflected forms in the article's language
+                           (``monitor.forms``); ``forms: inflected`` makes
+                           every bare word and phrase of a rule so, while
+                           ``=word`` and ``word*`` stay exact
 ``A B``                    same as ``A AND B``
 ``A AND B``, ``A OR B``    both; either
 ``NOT A``                  A does not occur
 ``( )``                    grouping; precedence NOT > NEAR > AND > OR
-``A NEAR/n B``             an occurrence of A and one of B, not overlapping,
-                           with at most n tokens between them, either order
+``A NEAR/n B``             an occurrence of A and another of B, not
+                           overlapping, with at most n tokens between them,
+                           either order (``x NEAR/3 x`` needs two x)
 ``A ONEAR/n B``            the same, A before B
 ``A NEAR/S B``             A and B in the same sentence
 ``A NEAR/P B``             A and B in the same paragraph (a line break starts one)
@@ -35,12 +41,19 @@ apostrophe, dot...) separates tokens and is skipped. So "Park Byung-hwan" and
                            or entity)
 ``source:name``            the article's source has that name (case-insensitive;
                            a filter, it matches no text)
-``entity:id``              any of the entity's name and aliases, as phrases;
-                           one span per mention, its longest name
+``entity:id``              any of the entity's name and aliases, as phrases,
+                           in the forms their language gives a name (Korean
+                           particles, Russian cases; a romanised Korean name
+                           in its other orders and spellings; an alias word
+                           ending in ``*`` a prefix); one span per mention,
+                           its longest name
 ``person:X`` ``org:X``     X counts only inside a named entity labelled
 ``gpe:X``                  PERSON, ORG or GPE by the ``nlp.model`` pipeline
                            (rules using them are disabled without a model)
 =========================  ==================================================
+
+Word forms count where they apply to the article's language: its source's
+``language:`` setting, else its script (``monitor.languages``).
 
 Operators are uppercase; ``and``, ``or``, ``near`` are ordinary words. NEAR
 operands are words, phrases, entities or parenthesised OR-groups of them, so
