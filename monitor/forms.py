@@ -162,14 +162,15 @@ def _declined(word: str) -> set[str]:
 # Particles (조사) and the copula as they follow a final consonant / a vowel; the
 # rest follow either. ㄹ takes the vowel forms of -(으)로 (서울로, not 서울으로).
 _AFTER_CONSONANT = """은 이 을 과 으로 으로는 으로도 으로서 으로써 으로부터 으로의 이나 이랑
-    이라도 이든 이든지 이야 이며 이다 이었다 이었고 이었으며 이고 인 이라 이라고 이라는 이란
-    이라며 입니다 이지만 이자 이면""".split()  # noqa: SIM905
+    이라도 이든 이든지 이야 이며 이다 이었다 이었고 이었으며 이었던 이고 인 인데 이라 이라고
+    이라는 이란 이라며 이라면 이라서 입니다 이지만 이자 이면""".split()  # noqa: SIM905
 _AFTER_VOWEL = """는 가 를 와 로 로는 로도 로서 로써 로부터 로의 나 랑 라도 든 든지 야 며
-    다 였다 였고 였으며 이다 이었다 인 라 라고 라는 란 라며 입니다 이지만 이자 이면""".split()  # noqa: SIM905
-_ANY = """의 에 에서 에게 에게서 한테 께 께서 도 만 까지 부터 마다 조차 마저 밖에 처럼 보다
-    같이 대로 뿐 하고 에는 에서는 에도 에서도 에게는 에게도 까지는 까지도 만은 만을 만이
-    만의 부터는 에서의 에의 에서만 에게만 과의 와의 과는 와는 과도 와도 이나마 측은 측이 측의
-    측도 측에 측과""".split()  # noqa: SIM905
+    다 였다 였고 였으며 였던 이다 이었다 인 인데 라 라고 라는 란 라며 라면 라서 입니다 이지만
+    이자 이면""".split()  # noqa: SIM905
+_ANY = """의 에 에서 에게 에게서 한테 한테서 께 께서 께서는 께서도 도 만 까지 부터 마다 조차
+    마저 밖에 처럼 보다 만큼 같이 대로 뿐 하고 에는 에서는 에도 에서도 에게는 에게도 까지는
+    까지도 만은 만을 만이 만의 부터는 에서의 에의 에서만 에게만 과의 와의 과는 와는 과도 와도
+    이나마 측 측은 측이 측의 측도 측에 측과""".split()  # noqa: SIM905
 # Endings of the verbs a Sino-Korean noun forms with 하다 (to do) and 되다 (to become):
 # 수출 (export) -> 수출하다, 수출했다, 수출한, 수출된. Only ``~`` words take them.
 _VERB_ENDINGS = """하다 한다 했다 하였다 하는 한 할 하고 하며 하여 해 해서 했고 했으며 하였으며

@@ -481,9 +481,9 @@ def name_phrases(name: str) -> tuple[Phrase, ...]:
         if text.index("*") != len(text) - 1:
             raise QueryError(column + text.index("*"), "'*' is only allowed at the end of a word")
         tokens = tokenize(text[:-1])
-        if len(tokens) != 1:
+        if len(tokens) > 1:
             raise QueryError(column, f"'*' must end a single word, not {text!r}")
-        if len(tokens[0].cased) < MIN_PREFIX:
+        if not tokens or len(tokens[0].cased) < MIN_PREFIX:
             raise QueryError(column, f"a wildcard needs at least {MIN_PREFIX} letters before '*'")
         terms.append(_term(tokens[0], prefix=True))
         raw.append("")  # a prefix takes no forms
