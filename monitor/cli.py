@@ -10,11 +10,12 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress
 from rich.table import Table
+from rich.text import Text
 
 from monitor import __version__
 from monitor.backtest import RuleTally, backtest, score_examples
@@ -38,6 +39,12 @@ from monitor.web import create_web_app
 from monitor.wiring import build_sinks, stored_word_frequencies
 
 log = logging.getLogger("monitor.cli")
+
+
+def _console(**options: Any) -> Console:
+    """A console that prints text as it is: titles and words from feeds are never markup
+    (``[/bold]`` in a headline would make rich raise; ``[x](url)`` would become a link)."""
+    return Console(highlight=False, markup=False, **options)
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 
@@ -181,7 +188,7 @@ def _check_examples(config: Config, matcher: Matcher) -> int:
         result = f"skipped: {score.skipped}" if score.skipped else "ok" if score.passed else "FAIL"
         table.add_row(score.rule_id, str(total), _ratio(score.precision), _ratio(score.recall),
                       result)  # fmt: skip
-    Console(highlight=False, width=200).print(table)
+    _console(width=200).print(table)
     failed = [score for score in scores if not score.passed]
     for score in failed:
         for wrong in score.wrong:
@@ -208,7 +215,7 @@ def cmd_test_rule(args: argparse.Namespace) -> int:
         return _backtest(args, config, rules, queries)
     # Files, not the store: the index prices its keys by wordfreq alone.
     matcher = _test_matcher(config, rules, queries)
-    console = Console(highlight=False)
+    console = _console()
     total = 0
     for path in iter_paths([Path(p) for p in args.paths], _patterns(config)):
         for article in _read_for_test(path, config):
@@ -217,10 +224,10 @@ def cmd_test_rule(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps(_test_line(path, article, hits), ensure_ascii=False))
             elif hits:
-                console.print(f"[bold]{article.title}[/bold]  [dim]{path}[/dim]", markup=True)
+                console.print(Text.assemble((article.title, "bold"), "  ", (str(path), "dim")))
                 for hit in hits:
                     words = ", ".join(sorted({m.text for m in hit.matches}))
-                    console.print(f"  {hit.rule.id}: {words}", markup=False)
+                    console.print(f"  {hit.rule.id}: {words}")
     if not args.json:
         print(f"{total} hit(s)")
     return EXIT_OK
@@ -246,7 +253,7 @@ def _backtest(args: argparse.Namespace, config: Config, rules: list[Rule], queri
     except ValueError as e:
         _usage(f"--since: {e}")
     store = Store(config.database_url)
-    err = Console(stderr=True, highlight=False)
+    err = _console(stderr=True)
     try:
         matcher = _test_matcher(config, rules, queries, stored_word_frequencies(store))
         total = store.count_articles(since)
@@ -276,7 +283,7 @@ def _print_tallies(tallies: dict[str, RuleTally], total: int, since: str) -> Non
         table.add_column(column, overflow="fold")
     for tally in sorted(tallies.values(), key=lambda t: (-t.hits, t.rule_id)):
         table.add_row(tally.rule_id, str(tally.hits), "\n".join(tally.titles))
-    Console(highlight=False).print(table)
+    _console().print(table)
 
 
 def _rules_to_test(args: argparse.Namespace, config: Config) -> tuple[list[Rule], dict]:
@@ -363,7 +370,7 @@ def cmd_hits(args: argparse.Namespace) -> int:
     for hit in hits:
         words = ", ".join(sorted({m.text for m in hit.matches}))
         table.add_row(_when(hit.created_at), hit.rule_id, hit.source, hit.title, words)
-    Console(highlight=False).print(table)
+    _console().print(table)
     return EXIT_OK
 
 
@@ -394,7 +401,7 @@ def cmd_sources(args: argparse.Namespace) -> int:
             r.name, r.kind, r.status, _when(r.last_poll_at), _when(r.last_success_at),
             r.last_error if r.consecutive_errors else "", str(r.items_seen), _when(r.next_poll_at),
         )  # fmt: skip
-    Console(highlight=False).print(table)
+    _console().print(table)
     return EXIT_OK
 
 
@@ -418,9 +425,9 @@ def cmd_deliveries(args: argparse.Namespace) -> int:
                 "created": _iso(d.created_at), "delivered": _iso(d.delivered_at),
             }, ensure_ascii=False))  # fmt: skip
         return EXIT_OK
-    console = Console(highlight=False)
+    console = _console()
     for name, state in disabled.items():
-        console.print(f"sink {name} is DISABLED: {state.reason}", markup=False, style="bold red")
+        console.print(f"sink {name} is DISABLED: {state.reason}", style="bold red")
     table = Table(title="Failed deliveries" if args.failed else "Deliveries")
     for column in ("id", "sink", "rule", "article", "status", "tries", "last error", "next"):
         table.add_column(column, overflow="fold")

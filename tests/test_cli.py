@@ -152,3 +152,12 @@ def test_test_rule_query_with_word_forms(workdir: Path) -> None:
     assert json.loads(exact.stdout)["hits"] == []
     (hit,) = json.loads(inflected.stdout)["hits"]
     assert [m["text"] for m in hit["matches"]] == ["reported"]
+
+
+def test_test_rule_prints_titles_as_written(workdir: Path) -> None:
+    """A headline with rich markup in it ([/bold], [text](url)) prints as it is, no crash."""
+    seed = workdir / "seeds" / "markup.txt"
+    seed.write_text("[/bold] Matsegora [bank](https://evil.example) [red]x\n\nMatsegora spoke.\n")
+    result = run_monitor("test-rule", "--query", "Matsegora", str(seed), cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert "[/bold] Matsegora [bank](https://evil.example) [red]x" in result.stdout

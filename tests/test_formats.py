@@ -232,6 +232,18 @@ def test_txt_paragraphs(tmp_path: Path, text: str, body: str) -> None:
     assert (a.title, a.body) == ("Missiles fired", body)
 
 
+@pytest.mark.parametrize(
+    ("first_line", "title"),
+    [("# Missiles fired", "Missiles fired"), ("### Missiles fired", "Missiles fired"),
+     ("Ranked # 1 again", "Ranked # 1 again"), ("#hashtag trends", "#hashtag trends")],
+)  # fmt: skip
+def test_txt_title_loses_a_leading_heading_marker_only(
+    tmp_path: Path, first_line: str, title: str
+) -> None:
+    """A .txt title drops a Markdown heading's opening #s, never a # inside the line."""
+    assert read(write(tmp_path, "t.txt", f"{first_line}\n\nbody\n")).title == title
+
+
 def test_near_s_across_a_former_wrap_matches(tmp_path: Path) -> None:
     """NEAR/S and NEAR/P match across a former wrap; a blank line still ends a paragraph."""
     a = read(write(tmp_path, "wire.txt", f"Missiles fired\n\n{WIRE}"))

@@ -46,7 +46,8 @@ MAX_ITEMS = 1_000  # G4: articles from one JSON file, as from one feed fetch
 # rejects NUL) and lone surrogates (JSON "\ud800" escapes cannot be encoded as UTF-8).
 _CONTROLS = dict.fromkeys(c for c in range(32) if c not in (9, 10))
 _SURROGATES = re.compile("[\ud800-\udfff]")
-_HEADING = re.compile(r"#{1,6}\s+")
+# An ATX heading's opening run of #, only where the line starts (CommonMark 4.2).
+_HEADING = re.compile(r"^#{1,6}\s+")
 _SETEXT = re.compile(r"\s*(=+|-+)\s*")
 # A blank line: nothing but spaces (any Unicode space but a line break) between two breaks.
 _BLANK_LINES = re.compile(r"\n(?:[^\S\n]*\n)+")
