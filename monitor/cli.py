@@ -45,6 +45,8 @@ def _console(**options: Any) -> Console:
     """A console that prints text as it is: titles and words from feeds are never markup
     (``[/bold]`` in a headline would make rich raise; ``[x](url)`` would become a link)."""
     return Console(highlight=False, markup=False, **options)
+
+
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 
