@@ -1,4 +1,4 @@
-"""Load and validate the config and its watchlists (contract 1 in DESIGN.md).
+"""Load and validate the config and its watchlists (contract 1: docs/config.md).
 
 Everything is validated before anything runs: every problem is collected with
 its file and place (``watchlists/korea.yaml: rules[2].query: column 17:
