@@ -16,7 +16,8 @@ contains it, from two sources:
   holds the word, 1 - exp(-f * ARTICLE_TOKENS) (tokens drawn independently:
   it overstates common words, which repeat within an article, and the order
   of keys is what counts). A word not in the list is rare but not free: it
-  gets the large lists' cutoff, as wordfreq's ``minimum=1e-8`` suggests.
+  gets the large lists' cutoff, as wordfreq's ``minimum=1e-8`` suggests, and
+  more if it is short.
 - the document frequencies of recently stored articles
   (``DocumentFrequencies``), when the daemon has a store: a beat's own words
   ("sanctions", "Pyongyang") are far commoner in its feeds than in wordfreq's
@@ -52,6 +53,10 @@ Key = tuple[bool, str]  # (is_prefix, folded word or prefix), as monitor.presear
 
 ARTICLE_TOKENS = 600  # a news article's length in tokens
 FLOOR = 1e-8  # the frequency of a word missing from the list: the large lists' cutoff
+# Among words no list holds, a longer one is taken to be rarer: a name of 8 letters costs
+# FLOOR, one of 4 twice that. Without it every unlisted word ties, and an AND of a first
+# name and a surname keys on whichever comes first; the short one is the commoner.
+FLOOR_LETTERS = 8
 # The rarest words kept: below 1e-7 (700 centibels) the large lists hold two thirds of
 # their words (English 225,000, Russian 460,000) but under 2 % of the tokens, spread so
 # thin that no key's cost turns on them; they cost FLOOR like any unlisted word.
@@ -84,7 +89,7 @@ class WordTable:
         self.cumulative = array("d", accumulate((frequencies[w] for w in self.words), initial=0))
 
     def word(self, folded: str) -> tuple[str, float]:
-        """The listed entry that ``folded`` counts as, and its frequency (``FLOOR`` if none)."""
+        """The listed entry that ``folded`` counts as, and its frequency (``unlisted`` if none)."""
         if _DIGIT.search(folded):
             return folded, _number_frequency(folded, self.frequencies)
         frequency = self.frequencies.get(folded)
@@ -97,13 +102,19 @@ class WordTable:
                 frequency = self.frequencies.get(stem)
                 if frequency is not None:
                     return stem, frequency
-        return folded, FLOOR
+        return folded, unlisted(folded)
 
     def prefix(self, folded: str) -> float:
-        """The summed frequency of the listed words starting with ``folded`` (at least FLOOR)."""
+        """The summed frequency of the listed words starting with ``folded``, at least
+        ``unlisted``."""
         words = self.words
         start, end = bisect_left(words, folded), bisect_left(words, folded + _LAST)
-        return max(FLOOR, self.cumulative[end] - self.cumulative[start])
+        return max(unlisted(folded), self.cumulative[end] - self.cumulative[start])
+
+
+def unlisted(folded: str) -> float:
+    """The frequency given to a word (or prefix) that no list holds."""
+    return FLOOR * FLOOR_LETTERS / min(FLOOR_LETTERS, len(folded))
 
 
 def _fold_all(words: list[str]) -> Iterator[str]:
@@ -199,12 +210,15 @@ class Rarity:
             if language not in known:
                 self._languages[script] = (*known, language)
         self._costs: dict[frozenset[Key], float] = {}
+        self._script_tables: dict[str, tuple[WordTable, ...]] = {}
 
-    def _tables(self, word: str) -> Iterator[WordTable]:
-        for language in self._languages.get(script_of(word), ()):
-            table = word_table(language)
-            if table is not None:
-                yield table
+    def _tables(self, word: str) -> tuple[WordTable, ...]:
+        script = "latin" if word.isascii() else script_of(word)
+        tables = self._script_tables.get(script)
+        if tables is None:
+            found = map(word_table, self._languages.get(script, ()))
+            tables = self._script_tables[script] = tuple(t for t in found if t is not None)
+        return tables
 
     def _listed(self, keys: Iterable[Key]) -> float:
         """wordfreq's chance that an article holds one of ``keys``, per language, the
@@ -221,7 +235,7 @@ class Rarity:
         for (language, _, _), frequency in entries.items():
             by_language[language] = by_language.get(language, 0.0) + frequency
         if not by_language:  # no list for the script: a word of unknown frequency
-            return chance(FLOOR * len(set(keys)))
+            return chance(sum(unlisted(word) for _, word in set(keys)))
         return chance(max(by_language.values()))
 
     def cost(self, keys: frozenset[Key]) -> float:

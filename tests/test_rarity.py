@@ -53,6 +53,13 @@ def test_a_word_missing_from_the_list_costs_the_floor() -> None:
     assert word("Kovnestar") == pytest.approx(chance(FLOOR))
 
 
+def test_among_unlisted_words_the_shorter_costs_more() -> None:
+    """Words no list holds do not tie: an AND of two such names keys on the longer one."""
+    assert word("Vagen") > word("Tarhwaya")
+    found = required_keys(parse_query('"Vagen Tarhwaya"').root)
+    assert found == {(False, "tarhwaya")}
+
+
 def test_a_prefix_costs_at_least_its_commonest_word() -> None:
     """A wildcard selects every word it starts, so it costs at least the commonest of them."""
     for stem, words in [("sanction", ("sanctions", "sanctioned")), ("minist", ("minister",))]:
