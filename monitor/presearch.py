@@ -68,9 +68,92 @@ def _term_keys(term: Term) -> frozenset[Key]:
     return frozenset(((False, term.word.casefold()),))
 
 
-def _phrase_keys(phrase: Phrase, rarity: Rarity) -> frozenset[Key]:
-    """Its rarest word's keys: every word of a phrase must occur."""
-    return min((_term_keys(term) for term in phrase.words), key=rarity.cost)
+Clause = frozenset[str]  # folded words of which at least one must occur
+Leaf = Term | Phrase | EntityRef
+Reduced = tuple[frozenset[Key] | None, tuple[Clause, ...]]  # a node's keys and clauses
+LeafReduced = tuple[frozenset[Key], tuple[Clause, ...]]  # a leaf always has keys
+
+
+class _Reducer:
+    """Queries -> keys and clauses, remembering each leaf's: rules share their words,
+    names and entities, and pricing a leaf's keys is most of building the index.
+
+    Leaves are remembered by identity, not equality: hashing and comparing frozen
+    dataclasses (a Term's forms, a Phrase's terms) cost more than the work saved.
+    Identity finds what the parser shares: a word's ``Forms`` (one per word and
+    language) and an entity's names. The leaf is kept beside its result, so an id
+    is never reused while the reducer lives.
+    """
+
+    def __init__(self, rarity: Rarity):
+        self.rarity = rarity
+        self._leaves: dict[object, tuple[object, LeafReduced]] = {}
+        self._clause_costs: dict[Clause, float] = {}
+
+    def reduce(self, node: Node) -> Reduced:
+        """``node``'s keys (None: cannot be indexed) and its clauses, in one pass."""
+        if isinstance(node, Term | Phrase | EntityRef):
+            return self._leaf(node)
+        if isinstance(node, And | Near):
+            parts = [*map(self.reduce, node.children if isinstance(node, And)
+                          else (node.left, node.right))]  # fmt: skip
+            indexable = [keys for keys, _ in parts if keys is not None]
+            keys = min(indexable, key=self.rarity.cost) if indexable else None
+            return keys, tuple(c for _, clauses in parts for c in clauses)
+        if isinstance(node, Or):
+            parts = [*map(self.reduce, node.children)]
+            known = [keys for keys, _ in parts if keys is not None]
+            union = frozenset().union(*known) if len(known) == len(parts) else None
+            return union, self._union([clauses for _, clauses in parts])
+        if isinstance(node, Title | Scope):
+            return self.reduce(node.child)
+        assert isinstance(node, Not | Source)
+        return None, ()
+
+    def _leaf(self, leaf: Leaf) -> LeafReduced:
+        # Remembered by identity (see the class docstring): a Term with forms by its
+        # Forms, one without by its word, a phrase or an entity by itself.
+        if isinstance(leaf, Term):
+            forms = leaf.forms
+            plain = forms is None or leaf.prefix
+            identity: object = (leaf.prefix, leaf.word) if plain else id(forms)
+            owner: object = forms
+        else:
+            identity, owner = id(leaf), leaf
+        known = self._leaves.get(identity)
+        if known is not None:
+            return known[1]
+        found: LeafReduced
+        if isinstance(leaf, Term):
+            keys = _term_keys(leaf)
+            found = keys, () if leaf.prefix else (frozenset(w for _, w in keys),)
+        elif isinstance(leaf, Phrase):  # its rarest word's keys: every word must occur
+            parts = [*map(self._leaf, leaf.words)]
+            keys = min((keys for keys, _ in parts), key=self.rarity.cost)
+            found = keys, tuple(c for _, clauses in parts for c in clauses)
+        else:
+            parts = [*map(self._leaf, leaf.names)]
+            found = frozenset().union(*(k for k, _ in parts)), self._union([c for _, c in parts])
+        self._leaves[identity] = (owner, found)
+        return found
+
+    def _clause_cost(self, clause: Clause) -> float:
+        found = self._clause_costs.get(clause)
+        if found is None:
+            found = self._clause_costs[clause] = self.rarity.cost(
+                frozenset((False, word) for word in clause)
+            )
+        return found
+
+    def _union(self, branches: list[tuple[Clause, ...]]) -> tuple[Clause, ...]:
+        """One clause: the union of every branch's rarest clause (none if one has none)."""
+        union: set[str] = set()
+        for clauses in branches:
+            if not clauses:
+                return ()
+            rarest: Clause = min(clauses, key=self._clause_cost)
+            union |= rarest
+        return (frozenset(union),) if union else ()
 
 
 def required_keys(node: Node, rarity: Rarity = DEFAULT_RARITY) -> frozenset[Key] | None:
@@ -79,28 +162,7 @@ def required_keys(node: Node, rarity: Rarity = DEFAULT_RARITY) -> frozenset[Key]
     Where several key sets would do (an AND's branches, a phrase's words), the one
     ``rarity`` expects in the fewest articles.
     """
-    if isinstance(node, Term):
-        return _term_keys(node)
-    if isinstance(node, Phrase):
-        return _phrase_keys(node, rarity)
-    if isinstance(node, EntityRef):
-        return frozenset().union(*(_phrase_keys(name, rarity) for name in node.names))
-    if isinstance(node, Or):
-        parts = [required_keys(child, rarity) for child in node.children]
-        if any(part is None for part in parts):
-            return None
-        return frozenset().union(*(p for p in parts if p is not None))
-    if isinstance(node, And | Near):
-        children = node.children if isinstance(node, And) else (node.left, node.right)
-        indexable = [k for k in (required_keys(c, rarity) for c in children) if k is not None]
-        return min(indexable, key=rarity.cost) if indexable else None
-    if isinstance(node, Title | Scope):
-        return required_keys(node.child, rarity)
-    assert isinstance(node, Not | Source)
-    return None
-
-
-Clause = frozenset[str]  # folded words of which at least one must occur
+    return _Reducer(rarity).reduce(node)[0]
 
 
 def required_clauses(node: Node, rarity: Rarity = DEFAULT_RARITY) -> tuple[Clause, ...]:
@@ -112,27 +174,7 @@ def required_clauses(node: Node, rarity: Rarity = DEFAULT_RARITY) -> tuple[Claus
     ``NOT`` and ``source:`` add no clause; an OR gives one clause, the union of
     its branches' rarest clauses (by ``rarity``).
     """
-    if isinstance(node, Term):
-        return () if node.prefix else (frozenset(word for _, word in _term_keys(node)),)
-    if isinstance(node, Phrase):
-        return tuple(clause for term in node.words for clause in required_clauses(term, rarity))
-    if isinstance(node, Or | EntityRef):
-        branches = node.children if isinstance(node, Or) else node.names
-        union: set[str] = set()
-        for branch in branches:
-            clauses = required_clauses(branch, rarity)
-            if not clauses:
-                return ()
-            union |= min(clauses, key=lambda c: rarity.cost(frozenset((False, w) for w in c)))
-        return (frozenset(union),) if union else ()
-    if isinstance(node, And):
-        return tuple(c for child in node.children for c in required_clauses(child, rarity))
-    if isinstance(node, Near):
-        return required_clauses(node.left, rarity) + required_clauses(node.right, rarity)
-    if isinstance(node, Title | Scope):
-        return required_clauses(node.child, rarity)
-    assert isinstance(node, Not | Source)
-    return ()
+    return _Reducer(rarity).reduce(node)[1]
 
 
 def _split_clauses(clauses: tuple[Clause, ...]) -> tuple[frozenset[str], tuple[Clause, ...]]:
@@ -161,10 +203,12 @@ class PresearchIndex:
         exact: dict[str, list[int]] = {}
         prefixes: dict[str, list[int]] = {}
         self.always: list[int] = []
+        reducer = _Reducer(rarity)
         # Per rule: the words it needs every one of, and the groups it needs one word of.
-        self.clauses = [_split_clauses(required_clauses(q.root, rarity)) for q in queries]
+        self.clauses = []
         for number, query in enumerate(queries):
-            keys = required_keys(query.root, rarity)
+            keys, clauses = reducer.reduce(query.root)
+            self.clauses.append(_split_clauses(clauses))
             if keys is None:
                 self.always.append(number)
                 continue
@@ -211,8 +255,13 @@ class PresearchIndex:
             for word in by_word.keys() & words:
                 found.update(by_word[word])
         kept = set()
+        clauses = self.clauses
         for n in found:
-            needed, groups = self.clauses[n]
-            if needed <= words and all(not words.isdisjoint(group) for group in groups):
-                kept.add(n)
+            needed, groups = clauses[n]
+            if needed <= words:
+                for group in groups:  # a loop, not all(genexpr): a third of this method
+                    if words.isdisjoint(group):
+                        break
+                else:
+                    kept.add(n)
         return kept
