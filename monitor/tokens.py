@@ -295,6 +295,15 @@ class TokenizedText:
             return starts[first], self._ends[last]
         return starts[first], starts[last] + len(self.folded[last])
 
+    def spans_of(self, occurrences: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+        """``span_of`` of each occurrence, in one pass (a hit reports several)."""
+        starts = self._token_starts()
+        if not self._ascii:
+            ends = self._ends
+            return [(starts[first], ends[last]) for first, last in occurrences]
+        folded = self.folded
+        return [(starts[first], starts[last] + len(folded[last])) for first, last in occurrences]
+
     def paragraph_of(self, i: int) -> int:
         """Token i's paragraph: the title is 0, every line break starts a new one."""
         if i < self.title_count:
