@@ -9,7 +9,8 @@ contains it, from two sources:
 - wordfreq (rspeer/wordfreq): each language's word frequencies among the tokens
   of a mix of sources (Wikipedia, subtitles, news, books, the web, social
   media), shipped with the package. Lists go down to a frequency of 1e-8
-  ("large") or 1e-6 ("small"). Its words are folded as our tokens are
+  ("large") or 1e-6 ("small"): we read English's large list and every other
+  language's small one (``WORDLIST``). Its words are folded as our tokens are
   (``monitor.tokens.fold``), words that fold together summed, into one table
   per language, built once, when a rule first needs that language. A
   frequency f becomes the chance that an article of ``ARTICLE_TOKENS`` tokens
@@ -61,6 +62,12 @@ FLOOR_LETTERS = 8
 # their words (English 225,000, Russian 460,000) but under 2 % of the tokens, spread so
 # thin that no key's cost turns on them; they cost FLOOR like any unlisted word.
 CUTOFF = 700
+# Which of wordfreq's lists a language's table is read from. English, the language most
+# rules are written in, gets the large one down to CUTOFF (13 MiB kept, 33 MiB while it
+# is read); Russian's large list would keep 50 MiB and take 120 MiB to read, for words
+# rarer than one in a million tokens, so Russian, like every other language, gets its
+# small list (to 1e-6: a few MiB).
+WORDLIST = {"en": "large"}
 PRIOR = 50  # how many stored articles wordfreq's estimate is worth
 _LAST = "\U0010ffff"  # sorts after every character: prefix + _LAST bounds the prefix's words
 _DIGIT = re.compile(r"\d")
@@ -153,8 +160,13 @@ def word_table(language: str) -> WordTable | None:
             import wordfreq  # deferred: only a Matcher pays for the lists, once per process
 
             known = wordfreq.available_languages()
-            found = wordfreq.get_frequency_list(language) if language in known else None
+            found = None
+            if language in known:
+                wordlist = WORDLIST.get(language, "small")
+                found = wordfreq.get_frequency_list(language, wordlist=wordlist)
             _tables[language] = WordTable(language, found) if found is not None else None
+            # wordfreq keeps every list it read in an lru_cache: the table is all we need.
+            wordfreq.get_frequency_list.cache_clear()
         return _tables[language]
 
 
