@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
@@ -81,6 +82,22 @@ def _forms(word: str, *, name: bool, last: bool) -> Forms | None:
         return None
     folded = frozenset(map(fold, found | {word}))
     return Forms(language, folded) if len(folded) > 1 else None
+
+
+def release_lexicons() -> None:
+    """Let go of the lexicons (lemminflect's tables, pymorphy3's dictionary: ~70 MiB).
+
+    They serve loading rules only: the forms of every word seen stay cached here,
+    and a lexicon loads again (a fraction of a second) when a reload brings a new
+    word. A daemon calls this once its rules are compiled.
+    """
+    _analyzer.cache_clear()
+    if "lemminflect" in sys.modules:
+        # lemminflect keeps its tables in singletons, registered in one dict; a fresh
+        # instance loads its table again on first use.
+        from lemminflect.utils.Singleton import _Singleton
+
+        _Singleton._instances.clear()
 
 
 # --- English -------------------------------------------------------------------------

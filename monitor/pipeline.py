@@ -31,7 +31,9 @@ from monitor.crash import crash_point
 from monitor.deliver import Deliverer, DeliveryReport
 from monitor.domain import Article, Hit, PollOutcome, utcnow
 from monitor.errors import FetchError, LeaseLost, SourceError
+from monitor.forms import release_lexicons
 from monitor.match import Matcher
+from monitor.rarity import release_tables
 from monitor.sinks import Sink
 from monitor.sources.feed import FeedReader
 from monitor.sources.fetch import Resolver, system_resolve
@@ -111,6 +113,10 @@ class Pipeline:
         self.matcher = Matcher(config.rules, config.queries, nlp_model=config.nlp_model,
                                languages=config.languages,
                                documents=stored_word_frequencies(self.store))  # fmt: skip
+        # The word-form lexicons and word-frequency tables serve compiling rules only: a
+        # daemon that runs for months need not keep their ~100 MiB (a reload loads them).
+        release_lexicons()
+        release_tables()
         self.rules = {rule.id: rule for rule in config.rules}
         self.rules[SILENT_RULE_ID] = silence_rule(config)
         # A folder whose settings did not change keeps its scanner (and what it has seen).

@@ -72,7 +72,7 @@ class Phrase(_Node):
 
 @dataclass(frozen=True)
 class EntityRef(_Node):
-    """``entity:id``, expanded at parse time to the phrases of its names (``entity_names``)."""
+    """``entity:id``, expanded at parse time to the phrases of its names (``name_phrases``)."""
 
     id: str
     names: tuple[Phrase, ...] = ()
@@ -405,12 +405,19 @@ def _inflected(text: str, tokens: list[Token], column: int, *, name: bool) -> No
     if len(terms) == 1:
         return terms[0]
     phrase = Phrase(terms, column=column)
-    if all(script_of(word) == "hangul" for word in raw):
-        joined = "".join(raw)
-        together = Term(tokenize(joined)[0].folded, forms=phrase_forms([joined], name=name)[0],
-                        column=column)  # fmt: skip
-        return Or((phrase, together), column=column)
-    return phrase
+    together = _written_together(raw, name=name)
+    if together is None:
+        return phrase
+    return Or((phrase, replace(together, column=column)), column=column)
+
+
+def _written_together(raw: list[str], *, name: bool) -> Term | None:
+    """Korean words of several tokens as the one token Korean often writes them as
+    (제재 위원회 -> 제재위원회), with its forms; None for other words or one token."""
+    if len(raw) < 2 or not all(script_of(word) == "hangul" for word in raw):
+        return None
+    joined = "".join(raw)
+    return Term(tokenize(joined)[0].folded, forms=phrase_forms([joined], name=name)[0])
 
 
 # Fields are `name:value`, no space after the colon. To add one (e.g. a `person:`
@@ -466,8 +473,8 @@ def name_phrases(name: str) -> tuple[Phrase, ...]:
     The name's tokens, with the forms its language gives a name (Korean
     particles on the last word, Russian case endings on each), a word ending in
     ``*`` as a prefix of at least ``MIN_PREFIX`` letters; then its variants: a
-    romanised Korean name in its other orders and joinings, a Korean name of
-    several words written together. A name with no letters gives ().
+    romanised Korean name in its other orders, joinings and spellings, a Korean
+    name of several words written together. A name with no letters gives ().
     """
     terms: list[Term] = []
     raw: list[str] = []
@@ -494,14 +501,14 @@ def name_phrases(name: str) -> tuple[Phrase, ...]:
         replace(term, forms=f) if f is not None and not term.prefix else term
         for term, f in zip(terms, forms, strict=True)
     )
-    phrases = [Phrase(words)]
-    if not any(term.prefix for term in terms):
-        plain = tuple(term.word for term in terms)
-        phrases += [Phrase(tuple(map(_spelt, v))) for v in romanised_variants(plain)]
-        if len(raw) > 1 and all(script_of(word) == "hangul" for word in raw):
-            joined = "".join(raw)
-            together = Term(tokenize(joined)[0].folded, forms=phrase_forms([joined], name=True)[0])
-            phrases.append(Phrase((together,)))
+    if any(term.prefix for term in terms):
+        return (Phrase(words),)
+    # A romanised Korean name's variants include its own order, in every spelling.
+    variants = romanised_variants(tuple(term.word for term in terms))
+    phrases = [Phrase(tuple(map(_spelt, v))) for v in variants] or [Phrase(words)]
+    together = _written_together(raw, name=True)
+    if together is not None:
+        phrases.append(Phrase((together,)))
     return tuple(phrases)
 
 

@@ -170,6 +170,13 @@ def word_table(language: str) -> WordTable | None:
         return _tables[language]
 
 
+def release_tables() -> None:
+    """Let go of the word tables (a daemon calls this once its index is built: they only
+    price keys, and load again on the next build)."""
+    with _tables_lock:
+        _tables.clear()
+
+
 @dataclass
 class DocumentFrequencies:
     """How many of a sample of ``articles`` held each folded word at least once."""

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from monitor.forms import Forms, phrase_forms, romanised_variants
+from monitor.forms import Forms, phrase_forms, release_lexicons, romanised_variants
 from monitor.tokens import fold
 
 
@@ -198,3 +198,16 @@ def test_labelled_words() -> None:
             wrong |= {(section, word, f) for f in labels.get("no_match") or () if fold(f) in forms}
     assert missed == []
     assert wrong == KNOWN_LOOK_ALIKES
+
+
+def test_released_lexicons_load_again_when_a_word_needs_them() -> None:
+    """After release_lexicons (a daemon's, once rules are compiled), a new word still gets
+    its forms: the lexicons load again; words already seen keep theirs without them."""
+    from lemminflect.utils.Singleton import _Singleton
+
+    before = forms_of("exported")
+    release_lexicons()
+    assert not _Singleton._instances  # lemminflect's tables are gone
+    assert forms_of("exported") == before  # cached
+    assert folded("shipped", "shipping") <= forms_of("ships")  # a new word: loaded again
+    assert folded("докладом") <= forms_of("доклады")

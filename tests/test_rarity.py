@@ -130,3 +130,15 @@ def test_with_word_forms_the_name_still_wins() -> None:
     found = required_keys(parse_query("delegation AND Kovnes", forms="inflected").root)
     assert found is not None and "kovnes" in {w for _, w in found}
     assert not {w for _, w in found} & {"delegation", "delegations"}
+
+
+def test_released_tables_load_again() -> None:
+    """release_tables (a daemon's, once its index is built) drops the word tables; the next
+    price loads them again and says the same."""
+    from monitor import rarity
+
+    cost = Rarity().cost(frozenset({(False, "delegation")}))
+    rarity.release_tables()
+    assert not rarity._tables
+    assert Rarity().cost(frozenset({(False, "delegation")})) == cost
+    assert rarity._tables
