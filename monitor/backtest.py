@@ -55,6 +55,18 @@ def backtest(
     return tallies
 
 
+def precision(true_positives: int, false_positives: int) -> float | None:
+    """The share of hits that were wanted; None with no hits."""
+    found = true_positives + false_positives
+    return true_positives / found if found else None
+
+
+def recall(true_positives: int, false_negatives: int) -> float | None:
+    """The share of wanted hits that came; None with none wanted."""
+    wanted = true_positives + false_negatives
+    return true_positives / wanted if wanted else None
+
+
 @dataclass(frozen=True)
 class ExampleScore:
     """How a rule did on its own labelled examples; ``wrong`` names each disagreement."""
@@ -69,13 +81,11 @@ class ExampleScore:
 
     @property
     def precision(self) -> float | None:
-        found = self.true_positives + self.false_positives
-        return self.true_positives / found if found else None
+        return precision(self.true_positives, self.false_positives)
 
     @property
     def recall(self) -> float | None:
-        wanted = self.true_positives + self.false_negatives
-        return self.true_positives / wanted if wanted else None
+        return recall(self.true_positives, self.false_negatives)
 
     @property
     def passed(self) -> bool:

@@ -108,16 +108,16 @@ _MIN_GUESSED = 4  # unknown words shorter than this get no guessed endings ("us"
 def _english(word: str) -> set[str]:
     import lemminflect  # deferred: only rules with English word forms pay for its tables
 
-    inflections = lemminflect.getAllInflections(word)
-    if inflections:
-        lemmas = {word}
+    own = lemminflect.getAllInflections(word)
+    if own:
+        paradigms = {word: own}
     else:
         lemmas = {lemma for found in lemminflect.getAllLemmas(word).values() for lemma in found}
-    forms = set(lemmas)
-    for lemma in lemmas:
-        forms.update(form for found in lemminflect.getAllInflections(lemma).values()
-                     for form in found)  # fmt: skip
-    if not lemmas and len(word) >= _MIN_GUESSED and word.isalpha():
+        paradigms = {lemma: lemminflect.getAllInflections(lemma) for lemma in lemmas}
+    forms = set(paradigms)
+    for inflections in paradigms.values():
+        forms.update(form for found in inflections.values() for form in found)
+    if not paradigms and len(word) >= _MIN_GUESSED and word.isalpha():
         # Not in the lexicon (a rare word or a coinage): the regular endings of a noun
         # and a verb. A guess that is no word costs nothing; it never occurs.
         for upos in ("NOUN", "VERB"):

@@ -65,10 +65,6 @@ class Phrase(_Node):
 
     words: tuple[Term, ...]
 
-    @property
-    def tokens(self) -> tuple[str, ...]:
-        return tuple(term.word for term in self.words)
-
 
 @dataclass(frozen=True)
 class EntityRef(_Node):

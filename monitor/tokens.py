@@ -289,11 +289,7 @@ class TokenizedText:
 
     def span_of(self, occurrence: tuple[int, int]) -> tuple[int, int]:
         """The characters from the start of token ``first`` to the end of token ``last``."""
-        first, last = occurrence
-        starts = self._token_starts()
-        if not self._ascii:
-            return starts[first], self._ends[last]
-        return starts[first], starts[last] + len(self.folded[last])
+        return self.spans_of((occurrence,))[0]
 
     def spans_of(self, occurrences: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
         """``span_of`` of each occurrence, in one pass (a hit reports several)."""

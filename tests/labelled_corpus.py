@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from monitor.backtest import precision, recall
 from monitor.config import Config
 from monitor.domain import Article
 from monitor.match import Matcher
@@ -83,13 +84,11 @@ class Tally:
 
     @property
     def precision(self) -> float | None:
-        found = self.true_positives + self.false_positives
-        return self.true_positives / found if found else None
+        return precision(self.true_positives, self.false_positives)
 
     @property
     def recall(self) -> float | None:
-        wanted = self.true_positives + self.false_negatives
-        return self.true_positives / wanted if wanted else None
+        return recall(self.true_positives, self.false_negatives)
 
 
 @dataclass

@@ -7,18 +7,11 @@ import pytest
 import trafilatura
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_fulltext import PARAGRAPHS
 
 from monitor.errors import SourceError
 from monitor.sources.pagetext import MainText, as_shown, extract_main_text
 
-PARAGRAPHS = [
-    "Satellite images taken on Monday show new construction at the Yongbyon nuclear "
-    "complex, according to analysts who have studied the site for more than a decade.",
-    "The analysts said the work appeared to expand a building that houses centrifuges, "
-    "and that vehicles had been seen moving between the reactor and a storage area.",
-    "Officials in Seoul declined to comment on the report, saying only that they were "
-    "monitoring developments closely together with their partners in the region.",
-]
 PAGE = (
     "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Yongbyon | Example</title>"
     "<meta property='og:title' content='New construction seen at Yongbyon'></head><body>"

@@ -127,19 +127,24 @@ LEAVES = [*WORDS, "=US", "=Kim", "visit*", "summ*", "=Vis*", '"north korea"', '"
 NEAR_OPS = ["NEAR/0", "NEAR/2", "ONEAR/1", "NEAR/S", "NEAR/P"]
 
 
-def _combine(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
-    operand = st.sampled_from(LEAVES)
-    return st.one_of(
-        st.tuples(children, children).map(lambda p: f"({p[0]} AND {p[1]})"),
-        st.tuples(children, children).map(lambda p: f"({p[0]} OR {p[1]})"),
-        st.tuples(children, children).map(lambda p: f"({p[0]} NOT {p[1]})"),
-        st.tuples(operand, st.sampled_from(NEAR_OPS), operand).map(" ".join),
-        children.map(lambda c: f"title:({c})"),
-        children.map(lambda c: f"({c} source:yonhap)"),
-    )
+def queries_of(leaves: list[str]) -> st.SearchStrategy[str]:
+    """Queries built from ``leaves`` with every operator and field the index reduces."""
+
+    def combine(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+        operand = st.sampled_from(leaves)
+        return st.one_of(
+            st.tuples(children, children).map(lambda p: f"({p[0]} AND {p[1]})"),
+            st.tuples(children, children).map(lambda p: f"({p[0]} OR {p[1]})"),
+            st.tuples(children, children).map(lambda p: f"({p[0]} NOT {p[1]})"),
+            st.tuples(operand, st.sampled_from(NEAR_OPS), operand).map(" ".join),
+            children.map(lambda c: f"title:({c})"),
+            children.map(lambda c: f"({c} source:yonhap)"),
+        )
+
+    return st.recursive(st.sampled_from(leaves), combine, max_leaves=6)
 
 
-QUERIES = st.recursive(st.sampled_from(LEAVES), _combine, max_leaves=6)
+QUERIES = queries_of(LEAVES)
 TEXT_WORDS = [*WORDS, "Kim", "Visitor", "SUMMIT", "Aleksandr", "Byung-hwan", "U.S.", "the"]
 SEPARATORS = [" ", " ", ", ", ". ", "\n"]
 TEXTS = st.lists(
@@ -181,18 +186,7 @@ FORM_TEXTS = st.lists(
 ).map("".join)
 
 
-def _combine_forms(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
-    operand = st.sampled_from(FORM_LEAVES)
-    return st.one_of(
-        st.tuples(children, children).map(lambda p: f"({p[0]} AND {p[1]})"),
-        st.tuples(children, children).map(lambda p: f"({p[0]} OR {p[1]})"),
-        st.tuples(children, children).map(lambda p: f"({p[0]} NOT {p[1]})"),
-        st.tuples(operand, st.sampled_from(NEAR_OPS), operand).map(" ".join),
-        children.map(lambda c: f"title:({c})"),
-    )
-
-
-FORM_QUERIES = st.recursive(st.sampled_from(FORM_LEAVES), _combine_forms, max_leaves=6)
+FORM_QUERIES = queries_of(FORM_LEAVES)
 
 
 @settings(max_examples=300, deadline=None)
